@@ -1,1 +1,28 @@
-pub fn x() {}
+//! lantern: a forward proxy that brings shadow AI into the light.
+//!
+//! It recognises traffic to public AI services, reads the prompts sent to
+//! them, finds sensitive data in them and — per a YAML policy — logs,
+//! coaches, redacts or blocks.
+//!
+//! # Layout
+//!
+//! In the order a request travels:
+//!
+//! - [`config`]: `lantern.yaml`, defaults and validation.
+//! - [`catalog`]: the AI app catalog, host → app.
+//! - [`proxy`]: listener, limits, `CONNECT` (blind tunnel or interception),
+//!   forwarding, upstream client, shutdown.
+//! - [`tls`]: the lantern CA, leaf minting and caching, upstream trust.
+//! - [`inspect`]: the seam where an intercepted request meets judgement.
+//! - [`metrics`]: every Prometheus metric.
+//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
+//! - [`diag`]: `file:line:col` problem reports.
+
+pub mod admin;
+pub mod catalog;
+pub mod config;
+pub mod diag;
+pub mod inspect;
+pub mod metrics;
+pub mod proxy;
+pub mod tls;

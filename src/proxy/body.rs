@@ -1,0 +1,165 @@
+//! Body plumbing: one boxed body type for everything lantern sends, bounded
+//! buffering for inspection, and short plain-text error responses.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+
+/// Errors from any body lantern relays.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every request and response lantern produces.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Boxes any body with a convertible error.
+pub fn boxed<B>(body: B) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed()
+}
+
+/// A short plain-text response from lantern itself.
+pub fn text_response(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut text = message.into();
+    text.push('\n');
+    let mut resp = Response::new(full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The result of reading a body up to a cap.
+pub enum Buffered<B> {
+    /// The whole body, within the cap.
+    Complete(Bytes),
+    /// The cap was reached: what was read so far, and the unread rest.
+    Oversize(Bytes, B),
+}
+
+/// Reads `body` until it ends or more than `cap` bytes have arrived. Memory
+/// is bounded by `cap` plus one frame.
+pub async fn read_bounded<B>(mut body: B, cap: u64) -> Result<Buffered<B>, B::Error>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        // Trailers on an inspected request are dropped: no AI API uses them.
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() as u64 > cap {
+                return Ok(Buffered::Oversize(buf.freeze(), body));
+            }
+        }
+    }
+    Ok(Buffered::Complete(buf.freeze()))
+}
+
+/// A body that yields a buffered prefix, then the rest of another body:
+/// how an over-cap request is forwarded uninspected without re-buffering.
+pub struct Prefixed<B> {
+    prefix: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Prefixed<B> {
+    pub fn new(prefix: Bytes, rest: B) -> Self {
+        Prefixed {
+            prefix: Some(prefix).filter(|p| !p.is_empty()),
+            rest,
+        }
+    }
+}
+
+impl<B> HttpBody for Prefixed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.rest.size_hint();
+        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        hint.set_lower(hint.lower() + extra);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::StreamBody;
+
+    fn chunked(chunks: &[&'static [u8]]) -> impl HttpBody<Data = Bytes, Error = BoxError> + Unpin {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::from_static(c))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn under_cap_is_complete() {
+        match read_bounded(chunked(&[b"ab", b"cd"]), 4).await.unwrap() {
+            Buffered::Complete(b) => assert_eq!(&b[..], b"abcd"),
+            Buffered::Oversize(..) => panic!("within cap"),
+        }
+    }
+
+    #[tokio::test]
+    async fn over_cap_keeps_prefix_and_rest_streams_in_order() {
+        let Buffered::Oversize(prefix, rest) =
+            read_bounded(chunked(&[b"ab", b"cd", b"ef", b"gh"]), 3)
+                .await
+                .unwrap()
+        else {
+            panic!("over cap")
+        };
+        assert_eq!(&prefix[..], b"abcd");
+        let all = Prefixed::new(prefix, rest)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&all[..], b"abcdefgh");
+    }
+}

@@ -1,0 +1,354 @@
+//! Forwarding one HTTP request: the inspection seam for catalog apps, then
+//! the pooled upstream client, then the response streamed back.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::{debug, info, warn};
+
+use super::body::{self, boxed, full, read_bounded, text_response, Body, Buffered, Prefixed};
+use super::headers::{is_upgrade, strip_hop_by_hop};
+use super::{tunnel, Proxy, Target};
+use crate::catalog::App;
+use crate::config::FailMode;
+use crate::inspect::{Decision, InspectRequest, Verdict};
+use crate::metrics::NO_APP;
+
+/// Response header naming lantern's decision.
+pub const DECISION_HEADER: &str = "x-lantern-decision";
+
+/// The scheme lantern speaks to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// Where the requests of one client connection go.
+pub struct Route {
+    pub peer: SocketAddr,
+    pub scheme: Scheme,
+    pub target: Target,
+    /// The catalog app of the target host, if any.
+    pub app: Option<Arc<App>>,
+}
+
+impl Route {
+    fn app_label(&self) -> &str {
+        self.app.as_ref().map_or(NO_APP, |a| a.id.as_str())
+    }
+
+    /// The absolute upstream URI for a request's path and query.
+    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = if self.target.port == self.scheme.default_port() {
+            if self.target.host.contains(':') {
+                format!("[{}]", self.target.host)
+            } else {
+                self.target.host.clone()
+            }
+        } else {
+            self.target.to_string()
+        };
+        Uri::builder()
+            .scheme(self.scheme.as_str())
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+    }
+}
+
+/// Forwards `req` along `route`, inspecting it first when the app asks for it.
+pub async fn forward(proxy: &Proxy, route: &Route, mut req: Request<Incoming>) -> Response<Body> {
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    parts.uri = match route.upstream_uri(&parts.uri) {
+        Ok(uri) => uri,
+        Err(_) => return text_response(StatusCode::BAD_REQUEST, "lantern: invalid request target"),
+    };
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    // The client sets Host for the upstream from the URI (h1) or uses
+    // :authority (h2); a stale Host from another protocol version must not leak.
+    parts.headers.remove(header::HOST);
+    parts.version = Version::HTTP_11;
+
+    let (body, decision) = match route.app.as_ref().filter(|a| a.inspect) {
+        Some(app) => match inspect(proxy, route, app, &mut parts, incoming).await {
+            Ok(pass) => pass,
+            Err(response) => return response,
+        },
+        None => (boxed(incoming), Decision::Allow),
+    };
+
+    let client = if upgrade {
+        &proxy.upstream.http1
+    } else {
+        &proxy.upstream.pooled
+    };
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        proxy.upstream.response_timeout,
+        client.request(Request::from_parts(parts, body)),
+    )
+    .await;
+    proxy
+        .metrics
+        .upstream_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            let (status, kind, message) = describe_client_error(&e, &route.target);
+            warn!(target = %route.target, error = %error_chain(&e), kind, "upstream request failed");
+            proxy
+                .metrics
+                .upstream_errors
+                .with_label_values(&[kind])
+                .inc();
+            proxy
+                .metrics
+                .requests
+                .with_label_values(&[route.app_label(), "error"])
+                .inc();
+            return text_response(status, message);
+        }
+        Err(_) => {
+            warn!(target = %route.target, timeout = ?proxy.upstream.response_timeout, "upstream response timed out");
+            proxy
+                .metrics
+                .upstream_errors
+                .with_label_values(&["timeout"])
+                .inc();
+            proxy
+                .metrics
+                .requests
+                .with_label_values(&[route.app_label(), "error"])
+                .inc();
+            return text_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("lantern: {} did not answer in time", route.target),
+            );
+        }
+    };
+    proxy
+        .metrics
+        .requests
+        .with_label_values(&[route.app_label(), decision.as_str()])
+        .inc();
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        let server_upgrade = hyper::upgrade::on(&mut response);
+        let idle = proxy.config.proxy.idle_timeout;
+        let shutdown = proxy.shutdown.clone();
+        proxy.tasks.spawn(async move {
+            match tokio::try_join!(client_upgrade, server_upgrade) {
+                Ok((client, server)) => {
+                    tunnel::splice(TokioIo::new(client), TokioIo::new(server), idle, shutdown)
+                        .await;
+                }
+                Err(e) => debug!(error = %e, "upgrade relay failed"),
+            }
+        });
+    }
+    strip_hop_by_hop(response.headers_mut(), switching);
+    if decision != Decision::Allow {
+        response
+            .headers_mut()
+            .insert(DECISION_HEADER, HeaderValue::from_static(decision.as_str()));
+    }
+    response.map(boxed)
+}
+
+/// Buffers the body (up to the cap) and asks the inspector. `Ok` carries
+/// the body to forward; `Err` a response that ends the request here.
+async fn inspect(
+    proxy: &Proxy,
+    route: &Route,
+    app: &App,
+    parts: &mut http::request::Parts,
+    incoming: Incoming,
+) -> Result<(Body, Decision), Response<Body>> {
+    let cap = proxy.config.inspect.max_body_bytes;
+    let buffered = read_bounded(incoming, cap).await.map_err(|e| {
+        debug!(error = %e, "reading request body failed");
+        text_response(
+            StatusCode::BAD_REQUEST,
+            "lantern: could not read the request body",
+        )
+    })?;
+    let bytes = match buffered {
+        Buffered::Complete(bytes) => bytes,
+        Buffered::Oversize(prefix, rest) => {
+            let mode = proxy.config.inspect.on_oversize;
+            let mode_label = match mode {
+                FailMode::Open => "open",
+                FailMode::Closed => "closed",
+            };
+            proxy
+                .metrics
+                .uninspected
+                .with_label_values(&["oversize", mode_label])
+                .inc();
+            warn!(app = %app.id, cap, mode = mode_label, "request body over the inspection cap");
+            return match mode {
+                FailMode::Open => Ok((boxed(Prefixed::new(prefix, rest)), Decision::Allow)),
+                FailMode::Closed => {
+                    proxy
+                        .metrics
+                        .requests
+                        .with_label_values(&[&app.id, "block"])
+                        .inc();
+                    let mut response = text_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("lantern: the request body is larger than the {cap}-byte inspection limit and was not sent to {}", app.name),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(DECISION_HEADER, HeaderValue::from_static("block"));
+                    Err(response)
+                }
+            };
+        }
+    };
+    proxy.metrics.inspected_bytes.inc_by(bytes.len() as u64);
+    let started = Instant::now();
+    let verdict = proxy.inspector.inspect(&InspectRequest {
+        app,
+        client: route.peer.ip(),
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &bytes,
+    });
+    proxy
+        .metrics
+        .inspect_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let decision = verdict.decision();
+    if decision != Decision::Allow {
+        info!(app = %app.id, decision = decision.as_str(), "inspection decision");
+    }
+    match verdict {
+        Verdict::Forward(d) => Ok((full(bytes), d)),
+        Verdict::Rewrite(d, rewritten) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+            Ok((full(rewritten), d))
+        }
+        Verdict::Respond(d, response) => {
+            proxy
+                .metrics
+                .requests
+                .with_label_values(&[&app.id, d.as_str()])
+                .inc();
+            let mut response = response.map(body::full);
+            response
+                .headers_mut()
+                .insert(DECISION_HEADER, HeaderValue::from_static(d.as_str()));
+            Err(response)
+        }
+    }
+}
+
+/// Maps a failed upstream exchange to a status, a metric kind and a short
+/// message for the client.
+fn describe_client_error(
+    err: &hyper_util::client::legacy::Error,
+    target: &Target,
+) -> (StatusCode, &'static str, String) {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return (
+                StatusCode::BAD_GATEWAY,
+                "tls",
+                format!("lantern: TLS with {target} failed: {tls}"),
+            );
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return (
+                    StatusCode::BAD_GATEWAY,
+                    "tls",
+                    format!("lantern: TLS with {target} failed: {tls}"),
+                );
+            }
+            if err.is_connect() {
+                return (
+                    upstream_status(io),
+                    io_error_kind(io),
+                    format!("lantern: cannot reach {target}: {io}"),
+                );
+            }
+        }
+        source = e.source();
+    }
+    (
+        StatusCode::BAD_GATEWAY,
+        if err.is_connect() { "connect" } else { "other" },
+        format!("lantern: the connection to {target} failed"),
+    )
+}
+
+fn upstream_status(err: &std::io::Error) -> StatusCode {
+    if err.kind() == std::io::ErrorKind::TimedOut {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
+/// Metric label for a failed upstream connect.
+pub fn io_error_kind(err: &std::io::Error) -> &'static str {
+    if err.kind() == std::io::ErrorKind::TimedOut {
+        "timeout"
+    } else {
+        "connect"
+    }
+}
+
+/// 502 or 504 for a tunnel whose upstream could not be reached.
+pub fn upstream_error_response(target: &Target, err: &std::io::Error) -> Response<Body> {
+    warn!(%target, error = %err, "upstream connect failed");
+    text_response(
+        upstream_status(err),
+        format!("lantern: cannot reach {target}: {err}"),
+    )
+}
+
+/// An error and its sources, for logs.
+fn error_chain(err: &dyn StdError) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

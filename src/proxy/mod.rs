@@ -1,0 +1,264 @@
+//! The forward proxy: accepts clients, routes `CONNECT` to a blind tunnel
+//! or TLS interception, and forwards HTTP requests upstream.
+//!
+//! Stages, in the order a request travels:
+//! [`Proxy::serve_client`] (listener, limits) → [`connect`] (tunnel or
+//! intercept) → [`forward`] (inspection seam, upstream, response).
+
+pub mod body;
+mod connect;
+mod forward;
+mod headers;
+mod target;
+mod tunnel;
+mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::inspect::Inspector;
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::tls::CertificateAuthority;
+
+pub use target::Target;
+pub use upstream::{Dialer, Upstream};
+
+/// Failures setting the proxy up (never on the request path).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("upstream TLS: {0}")]
+    Tls(#[from] crate::tls::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The bound listeners `run` serves. Binding is the caller's job, so tests
+/// can bind `127.0.0.1:0` and read the ports back.
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Everything a connection needs, shared by all of them.
+pub struct Proxy {
+    pub config: Config,
+    pub catalog: Arc<Catalog>,
+    pub ca: Arc<CertificateAuthority>,
+    pub inspector: Arc<dyn Inspector>,
+    pub metrics: Arc<Metrics>,
+    pub upstream: Upstream,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    connections: Arc<Semaphore>,
+}
+
+impl Proxy {
+    pub fn new(
+        config: Config,
+        catalog: Arc<Catalog>,
+        ca: Arc<CertificateAuthority>,
+        inspector: Arc<dyn Inspector>,
+    ) -> Result<Arc<Proxy>, Error> {
+        let upstream = Upstream::new(&config.upstream)?;
+        let connections = Arc::new(Semaphore::new(config.proxy.max_connections));
+        Ok(Arc::new(Proxy {
+            config,
+            catalog,
+            ca,
+            inspector,
+            metrics: Arc::new(Metrics::new()),
+            upstream,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            connections,
+        }))
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    fn client_allowed(&self, peer: &SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.config
+            .clients
+            .allow
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+
+    /// Serves one accepted client connection (HTTP/1.1 proxy requests).
+    async fn serve_client(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _active = GaugeGuard::new(&self.metrics.active_connections);
+        let proxy = self.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(peer, req).await) }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.proxy.header_read_timeout)
+            .max_buf_size(self.config.proxy.max_header_bytes as usize);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            _ = self.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            debug!(error = %e, "client connection ended with an error");
+        }
+    }
+
+    /// Routes one request from the proxy listener.
+    async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<body::Body> {
+        if req.method() == http::Method::CONNECT {
+            return connect::handle(self, peer, req).await;
+        }
+        match Target::from_absolute_uri(req.uri()) {
+            Some((forward::Scheme::Http, target)) => {
+                let app = self.catalog.lookup(&target.host).cloned();
+                let route = forward::Route {
+                    peer,
+                    scheme: forward::Scheme::Http,
+                    target,
+                    app,
+                };
+                forward::forward(&self, &route, req).await
+            }
+            Some((forward::Scheme::Https, _)) => body::text_response(
+                http::StatusCode::BAD_REQUEST,
+                "lantern: https:// URLs go through CONNECT; configure lantern as your HTTPS proxy",
+            ),
+            None => body::text_response(
+                http::StatusCode::BAD_REQUEST,
+                "lantern: this is a forward proxy; send absolute-form requests (http://host/path) or CONNECT host:443",
+            ),
+        }
+    }
+}
+
+/// Runs the proxy and admin listeners until `shutdown` resolves, then stops
+/// accepting and drains in-flight work for at most `proxy.shutdown_grace`.
+pub async fn run(
+    proxy: Arc<Proxy>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let admin = tokio::spawn(crate::admin::serve(
+        listeners.admin,
+        proxy.clone(),
+        proxy.shutdown.clone(),
+    ));
+    let accept = accept_loop(proxy.clone(), listeners.proxy);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        () = accept => {}
+        () = &mut shutdown => {}
+    }
+    info!(grace = ?proxy.config.proxy.shutdown_grace, "shutting down: no new connections, draining in-flight requests");
+    proxy.shutdown.cancel();
+    proxy.tasks.close();
+    if tokio::time::timeout(proxy.config.proxy.shutdown_grace, proxy.tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = proxy.tasks.len(),
+            "shutdown grace period over; closing remaining connections"
+        );
+    }
+    admin.abort();
+    Ok(())
+}
+
+async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !proxy.client_allowed(&peer) {
+            warn!(client = %peer.ip(), "refused client outside clients.allow");
+            proxy
+                .metrics
+                .connections_refused
+                .with_label_values(&["not_allowed"])
+                .inc();
+            proxy.tasks.spawn(refuse(
+                stream,
+                "403 Forbidden",
+                "lantern: your address is not allowed to use this proxy",
+            ));
+            continue;
+        }
+        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
+            warn!(
+                limit = proxy.config.proxy.max_connections,
+                "connection limit reached; refusing client"
+            );
+            proxy
+                .metrics
+                .connections_refused
+                .with_label_values(&["capacity"])
+                .inc();
+            proxy.tasks.spawn(refuse(
+                stream,
+                "503 Service Unavailable",
+                "lantern: too many connections, try again shortly",
+            ));
+            continue;
+        };
+        let span = tracing::info_span!("conn", client = %peer);
+        let proxy2 = proxy.clone();
+        proxy.tasks.spawn(
+            async move {
+                proxy2.serve_client(stream, peer).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Answers a refused connection with a one-shot HTTP response, bounded in time.
+async fn refuse(mut stream: TcpStream, status: &str, message: &str) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}\n",
+        message.len() + 1
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
+}
