@@ -281,38 +281,64 @@ fn describe_client_error(
     err: &hyper_util::client::legacy::Error,
     target: &Target,
 ) -> (StatusCode, &'static str, String) {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+    if let Some(tls) = find_tls_error(err) {
+        return (
+            StatusCode::BAD_GATEWAY,
+            "tls",
+            format!("lantern: TLS with {target} failed: {tls}"),
+        );
+    }
+    if err.is_connect() {
+        if let Some(io) = find_io_error(err) {
             return (
-                StatusCode::BAD_GATEWAY,
-                "tls",
-                format!("lantern: TLS with {target} failed: {tls}"),
+                upstream_status(io),
+                io_error_kind(io),
+                format!("lantern: cannot reach {target}: {io}"),
             );
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return (
-                    StatusCode::BAD_GATEWAY,
-                    "tls",
-                    format!("lantern: TLS with {target} failed: {tls}"),
-                );
-            }
-            if err.is_connect() {
-                return (
-                    upstream_status(io),
-                    io_error_kind(io),
-                    format!("lantern: cannot reach {target}: {io}"),
-                );
-            }
-        }
-        source = e.source();
     }
     (
         StatusCode::BAD_GATEWAY,
         if err.is_connect() { "connect" } else { "other" },
-        format!("lantern: the connection to {target} failed"),
+        format!("lantern: the exchange with {target} failed"),
     )
+}
+
+/// Every error in a chain, looking inside `io::Error`s too (their
+/// `source()` skips the error they wrap).
+fn chain<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        out.push(e);
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    out
+}
+
+fn find_tls_error(err: &(dyn StdError + 'static)) -> Option<String> {
+    chain(err).into_iter().find_map(|e| {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // tokio-rustls reports handshake failures as InvalidData.
+        e.downcast_ref::<std::io::Error>()
+            .filter(|io| io.kind() == std::io::ErrorKind::InvalidData)
+            .map(|io| io.to_string())
+    })
+}
+
+fn find_io_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a std::io::Error> {
+    chain(err)
+        .into_iter()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .last()
 }
 
 fn upstream_status(err: &std::io::Error) -> StatusCode {

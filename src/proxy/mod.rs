@@ -20,7 +20,7 @@ use std::sync::Arc;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -250,6 +250,9 @@ async fn accept_loop(proxy: Arc<Proxy>, listener: TcpListener) {
     }
 }
 
+/// Bytes of a refused client's request read before answering it.
+const REFUSE_READ_LIMIT: usize = 16 * 1024;
+
 /// Answers a refused connection with a one-shot HTTP response, bounded in time.
 async fn refuse(mut stream: TcpStream, status: &str, message: &str) {
     let response = format!(
@@ -257,6 +260,16 @@ async fn refuse(mut stream: TcpStream, status: &str, message: &str) {
         message.len() + 1
     );
     let write = async {
+        // Read the request head first: a client that is still sending when
+        // the answer arrives reports a broken connection instead of it.
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while head.len() < REFUSE_READ_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => head.extend_from_slice(&buf[..n]),
+            }
+        }
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await
     };
