@@ -273,7 +273,7 @@ impl Config {
     /// Checks what the types cannot; returns every problem found.
     fn validate(&self, src: &Source<'_>) -> Vec<Problem> {
         let mut problems = Vec::new();
-        if self.listen == self.admin_listen {
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
             problems.push(src.at_key(
                 &["admin_listen"],
                 format!("admin_listen must differ from listen ({})", self.listen),

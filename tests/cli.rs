@@ -1,0 +1,210 @@
+//! The `lantern` binary as a user runs it: config errors, first start on
+//! defaults, graceful shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Upstream;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lantern");
+
+fn lantern(args: &[&str], dir: &Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn broken_config_exits_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lantern.yaml");
+    std::fs::write(&config, "listen: 127.0.0.1:0\nupstream:\n  resolv: {}\n").unwrap();
+    for cmd in ["check", "run"] {
+        let out = lantern(&[cmd, "--config", config.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("{}:3:3: ", config.display());
+        assert!(stderr.starts_with(&expected), "{cmd}: {stderr}");
+        assert!(stderr.contains("unknown field `resolv`"), "{cmd}: {stderr}");
+    }
+    // Semantic problems are all reported, each placed.
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:7000\nadmin_listen: 127.0.0.1:7000\nclients:\n  allow: []\nupstream:\n  ca_file: missing.pem\n",
+    )
+    .unwrap();
+    let out = lantern(&["check", "--config", config.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    assert!(stderr.contains("lantern.yaml:2:1: admin_listen must differ"), "{stderr}");
+    assert!(stderr.contains("lantern.yaml:4:3: clients.allow is empty"), "{stderr}");
+    assert!(stderr.contains("lantern.yaml:6:3: "), "{stderr}");
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lantern(&["check"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("apps in catalog"));
+    let config = dir.path().join("lantern.yaml");
+    std::fs::write(&config, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ninspect: {max_body_bytes: 8MiB, on_oversize: open}\n").unwrap();
+    let out = lantern(&["check", "--config", config.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn ca_init_and_export_print_the_same_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lantern(&["ca", "init"], dir.path());
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Trust it with"));
+    let pem = std::fs::read_to_string(dir.path().join("lantern-data/ca.pem")).unwrap();
+    let out = lantern(&["ca", "export"], dir.path());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), pem);
+}
+
+/// A running `lantern run` child, its stderr lines, and its listeners.
+struct Running {
+    child: Child,
+    /// stderr up to and including the "listening" line.
+    startup: Vec<String>,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Running {
+    async fn start(dir: &Path, config: &str) -> Running {
+        let path = dir.join("lantern.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "--config", path.to_str().unwrap()])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (tx, mut lines) = mpsc::unbounded_channel();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let listening = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.recv().await {
+                seen.push(line.clone());
+                if line.contains("lantern listening") {
+                    return (line, seen);
+                }
+            }
+            panic!("lantern exited before listening: {seen:#?}");
+        })
+        .await
+        .expect("lantern did not start listening");
+        let (listening, startup) = listening;
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while lines.recv().await.is_some() {} });
+        let field = |name: &str| -> SocketAddr {
+            let start = listening.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            listening[start..].split_whitespace().next().unwrap().parse().unwrap()
+        };
+        Running {
+            proxy: field("proxy"),
+            admin: field("admin"),
+            child,
+            startup,
+        }
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+#[tokio::test]
+async fn first_start_creates_a_private_ca_and_tells_how_to_trust_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Running::start(dir.path(), "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n").await;
+    let key = dir.path().join("lantern-data/ca.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let pem = std::fs::read_to_string(dir.path().join("lantern-data/ca.pem")).unwrap();
+    let served = reqwest::get(format!("http://{}/ca.pem", run.admin)).await.unwrap().text().await.unwrap();
+    assert_eq!(served, pem);
+    let startup = run.startup.join("\n");
+    assert!(startup.contains("created a new CA at"), "{startup}");
+    assert!(startup.contains("Trust it with: curl --cacert"), "{startup}");
+    // The proxy answers on its listener.
+    let resp = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{}", run.proxy)).unwrap())
+        .build()
+        .unwrap()
+        .get("http://127.0.0.1:9/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    run.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(30), run.child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    let out = lantern(&["ca", "init"], dir.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_request() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  ca_file: {}\n  resolve: {{\"api.openai.com:443\": \"{}\"}}\n",
+        upstream.ca_file.display(),
+        upstream.tls_addr
+    );
+    let mut run = Running::start(dir.path(), &config).await;
+    let ca_pem = reqwest::get(format!("http://{}/ca.pem", run.admin)).await.unwrap().text().await.unwrap();
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", run.proxy)).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let in_flight = tokio::spawn(async move {
+        let resp = client.post("https://api.openai.com/slow").body("{}").send().await?;
+        let status = resp.status();
+        resp.text().await.map(|t| (status, t))
+    });
+    upstream.state.slow_arrived.notified().await;
+    run.terminate();
+    // Wait until lantern has stopped accepting new connections.
+    let refused = tokio::time::timeout(Duration::from_secs(20), async {
+        while tokio::net::TcpStream::connect(run.proxy).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "lantern kept accepting after SIGTERM");
+    upstream.state.slow_release.notify_one();
+    let (status, text) = in_flight.await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(text, "done");
+    let exit = tokio::time::timeout(Duration::from_secs(30), run.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
