@@ -46,8 +46,14 @@ fn broken_config_exits_2_with_file_line_and_column() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
-    assert!(stderr.contains("lantern.yaml:2:1: admin_listen must differ"), "{stderr}");
-    assert!(stderr.contains("lantern.yaml:4:3: clients.allow is empty"), "{stderr}");
+    assert!(
+        stderr.contains("lantern.yaml:2:1: admin_listen must differ"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("lantern.yaml:4:3: clients.allow is empty"),
+        "{stderr}"
+    );
     assert!(stderr.contains("lantern.yaml:6:3: "), "{stderr}");
 }
 
@@ -55,12 +61,20 @@ fn broken_config_exits_2_with_file_line_and_column() {
 fn check_accepts_a_valid_config_and_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let out = lantern(&["check"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("apps in catalog"));
     let config = dir.path().join("lantern.yaml");
     std::fs::write(&config, "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ninspect: {max_body_bytes: 8MiB, on_oversize: open}\n").unwrap();
     let out = lantern(&["check", "--config", config.to_str().unwrap()], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -120,7 +134,12 @@ impl Running {
         tokio::spawn(async move { while lines.recv().await.is_some() {} });
         let field = |name: &str| -> SocketAddr {
             let start = listening.find(&format!("{name}=")).unwrap() + name.len() + 1;
-            listening[start..].split_whitespace().next().unwrap().parse().unwrap()
+            listening[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
         };
         Running {
             proxy: field("proxy"),
@@ -132,7 +151,10 @@ impl Running {
 
     fn terminate(&self) {
         let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -140,19 +162,34 @@ impl Running {
 #[tokio::test]
 async fn first_start_creates_a_private_ca_and_tells_how_to_trust_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut run = Running::start(dir.path(), "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n").await;
+    let mut run = Running::start(
+        dir.path(),
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n",
+    )
+    .await;
     let key = dir.path().join("lantern-data/ca.key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let pem = std::fs::read_to_string(dir.path().join("lantern-data/ca.pem")).unwrap();
-    let served = reqwest::get(format!("http://{}/ca.pem", run.admin)).await.unwrap().text().await.unwrap();
+    let served = reqwest::get(format!("http://{}/ca.pem", run.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(served, pem);
     let startup = run.startup.join("\n");
     assert!(startup.contains("created a new CA at"), "{startup}");
-    assert!(startup.contains("Trust it with: curl --cacert"), "{startup}");
+    assert!(
+        startup.contains("Trust it with: curl --cacert"),
+        "{startup}"
+    );
     // The proxy answers on its listener.
     let resp = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{}", run.proxy)).unwrap())
@@ -164,7 +201,10 @@ async fn first_start_creates_a_private_ca_and_tells_how_to_trust_it() {
         .unwrap();
     assert_eq!(resp.status(), 502);
     run.terminate();
-    let status = tokio::time::timeout(Duration::from_secs(30), run.child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), run.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success());
     let out = lantern(&["ca", "init"], dir.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
@@ -180,14 +220,23 @@ async fn sigterm_drains_an_in_flight_request() {
         upstream.tls_addr
     );
     let mut run = Running::start(dir.path(), &config).await;
-    let ca_pem = reqwest::get(format!("http://{}/ca.pem", run.admin)).await.unwrap().text().await.unwrap();
+    let ca_pem = reqwest::get(format!("http://{}/ca.pem", run.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(format!("http://{}", run.proxy)).unwrap())
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let in_flight = tokio::spawn(async move {
-        let resp = client.post("https://api.openai.com/slow").body("{}").send().await?;
+        let resp = client
+            .post("https://api.openai.com/slow")
+            .body("{}")
+            .send()
+            .await?;
         let status = resp.status();
         resp.text().await.map(|t| (status, t))
     });
@@ -205,6 +254,9 @@ async fn sigterm_drains_an_in_flight_request() {
     let (status, text) = in_flight.await.unwrap().unwrap();
     assert_eq!(status, 200);
     assert_eq!(text, "done");
-    let exit = tokio::time::timeout(Duration::from_secs(30), run.child.wait()).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), run.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "{exit:?}");
 }

@@ -1,0 +1,108 @@
+//! The proxy's own safety bounds: connection cap, header size, slow clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Lantern, Upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until EOF (bounded), returning what arrived.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "connection was not closed");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start_with(&upstream, |c| c.proxy.max_connections = 1).await;
+    // The first connection holds the only slot: prove it is being served.
+    let mut first = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    first
+        .write_all(b"GET http://example.test/echo HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    let mut second = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    second
+        .write_all(b"GET http://example.test/echo HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut second).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    let (_, scrape) = lantern.admin_get("/metrics").await;
+    assert_eq!(
+        common::metric(
+            &scrape,
+            "lantern_connections_refused_total{reason=\"capacity\"}"
+        ),
+        1.0
+    );
+    drop(first);
+    lantern.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_request_head_gets_431_and_is_not_forwarded() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start_with(&upstream, |c| c.proxy.max_header_bytes = 16 * 1024).await;
+    let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    let big = "a".repeat(64 * 1024);
+    let request = format!(
+        "GET http://example.test/echo HTTP/1.1\r\nHost: example.test\r\nX-Big: {big}\r\n\r\n"
+    );
+    // The proxy may close before reading everything; a write error is fine.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let reply = read_to_close(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    assert_eq!(upstream.hits(), 0);
+    lantern.stop().await;
+}
+
+#[tokio::test]
+async fn slow_client_is_dropped_after_the_header_read_timeout() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start_with(&upstream, |c| {
+        c.proxy.header_read_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"GET http://example.test/echo HTTP/1.1\r\nHost: exa")
+        .await
+        .unwrap();
+    // Never finish the head: lantern must close the connection by itself.
+    let reply = read_to_close(&mut stream).await;
+    assert!(!reply.contains("200"), "{reply}");
+    assert_eq!(upstream.hits(), 0);
+    lantern.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_instead_of_http_gets_400() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start(&upstream).await;
+    let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"\x16\x03\x01\x00\xa5garbage\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"GET /origin-form HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut stream).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("forward proxy"), "{reply}");
+    assert_eq!(upstream.hits(), 0);
+    lantern.stop().await;
+}
