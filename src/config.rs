@@ -246,6 +246,14 @@ impl Config {
         })
     }
 
+    /// Audit destination path (`-` for stdout), defaulting into the data dir.
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.jsonl"))
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let join = |p: &mut PathBuf| {
             if p.is_relative() && p.as_os_str() != "-" {

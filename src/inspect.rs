@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, Uri};
 
+use crate::audit::FindingCount;
 use crate::catalog::App;
 
 /// What lantern decided for one request. Also the `decision` label.
@@ -75,10 +76,29 @@ impl Verdict {
     }
 }
 
+/// The inspector's full answer: the verdict plus what was found (detector
+/// ids and counts, never values) and which policy rule decided.
+#[derive(Debug)]
+pub struct Inspection {
+    pub verdict: Verdict,
+    pub findings: Vec<FindingCount>,
+    pub rule: Option<String>,
+}
+
+impl From<Verdict> for Inspection {
+    fn from(verdict: Verdict) -> Self {
+        Inspection {
+            verdict,
+            findings: Vec::new(),
+            rule: None,
+        }
+    }
+}
+
 /// Judges intercepted requests. Called on the request path: keep it fast
 /// and never block on I/O.
 pub trait Inspector: Send + Sync + 'static {
-    fn inspect(&self, req: &InspectRequest<'_>) -> Verdict;
+    fn inspect(&self, req: &InspectRequest<'_>) -> Inspection;
 }
 
 /// Forwards everything: the seam with nothing behind it.
@@ -86,7 +106,7 @@ pub trait Inspector: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Inspector for AllowAll {
-    fn inspect(&self, _req: &InspectRequest<'_>) -> Verdict {
-        Verdict::Forward(Decision::Allow)
+    fn inspect(&self, _req: &InspectRequest<'_>) -> Inspection {
+        Verdict::Forward(Decision::Allow).into()
     }
 }

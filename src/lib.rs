@@ -14,11 +14,13 @@
 //!   forwarding, upstream client, shutdown.
 //! - [`tls`]: the lantern CA, leaf minting and caching, upstream trust.
 //! - [`inspect`]: the seam where an intercepted request meets judgement.
+//! - [`audit`]: JSON-lines audit events, written off the request path.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
 //! - [`diag`]: `file:line:col` problem reports.
 
 pub mod admin;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod diag;

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub uninspected: IntCounterVec,
     /// Upstream failures, by kind (`connect`, `tls`, `timeout`, `other`).
     pub upstream_errors: IntCounterVec,
+    /// Audit events written, failed writes, and events dropped on a full queue.
+    pub audit: crate::audit::AuditMetrics,
     _build_info: IntGaugeVec,
 }
 
@@ -104,18 +106,31 @@ impl Metrics {
             "Time from sending a request upstream to its response head.",
             latency_buckets,
         );
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let audit = crate::audit::AuditMetrics {
+            written: counter("audit_events_total", "Audit events written."),
+            write_errors: counter(
+                "audit_write_errors_total",
+                "Audit events lost to write failures.",
+            ),
+            dropped: counter(
+                "audit_dropped_total",
+                "Audit events dropped because the write queue was full.",
+            ),
+        };
         let active_connections =
             IntGauge::new("active_connections", "Client connections open now.")
                 .expect("valid metric");
         registry
             .register(Box::new(active_connections.clone()))
             .expect("unique metric");
-        let inspected_bytes =
-            IntCounter::new("inspected_bytes_total", "Request body bytes inspected.")
-                .expect("valid metric");
-        registry
-            .register(Box::new(inspected_bytes.clone()))
-            .expect("unique metric");
+        let inspected_bytes = counter("inspected_bytes_total", "Request body bytes inspected.");
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "lantern build information."),
             &["version"],
@@ -146,6 +161,7 @@ impl Metrics {
             connections_refused,
             uninspected,
             upstream_errors,
+            audit,
             _build_info: build_info,
         }
     }

@@ -479,3 +479,80 @@ async fn curl_through_lantern_h1_and_h2() {
     }
     lantern.stop().await;
 }
+
+/// Waits until the audit log holds `n` lines (bounded), then parses them.
+async fn audit_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= n {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("audit events were not written");
+    read.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_records_catalog_requests_and_discover_only_tunnels_without_secrets() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start_with(&upstream, |c| {
+        c.upstream
+            .resolve
+            .insert("api.replicate.com:443".into(), upstream.tls_addr);
+    })
+    .await;
+    let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
+    let resp = client
+        .post("https://api.openai.com/echo?key=AIzaSyQUERYSECRET")
+        .body(PROMPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .post("https://api.openai.com/echo")
+        .body("BLOCK-ME")
+        .send()
+        .await
+        .unwrap();
+    let incident = resp.headers()["x-lantern-incident"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Discover-only app: blind tunnel, still audited (the TLS fails: the
+    // upstream has no certificate for this name, which does not matter here).
+    let _ = client.get("https://api.replicate.com/").send().await;
+    // A host outside the catalog is not audited.
+    let _ = client
+        .post("http://example.test/echo")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let path = upstream.data_dir().join("audit.jsonl");
+    let events = audit_lines(&path, 3).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["app"], "openai-api");
+    assert_eq!(events[0]["decision"], "allow");
+    assert_eq!(events[0]["path"], "/echo");
+    assert_eq!(events[0]["req_bytes"], PROMPT.len());
+    assert_eq!(events[0]["status"], 200);
+    assert_eq!(events[1]["decision"], "block");
+    assert_eq!(events[1]["id"], incident.as_str());
+    assert_eq!(events[1]["status"], 403);
+    assert_eq!(events[2]["app"], "replicate");
+    assert_eq!(events[2]["decision"], "tunnel");
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !raw.contains("QUERYSECRET"),
+        "query strings never reach the audit log"
+    );
+    assert!(!raw.contains("AKIA2E0A8F3B244C9986"));
+    lantern.stop().await;
+}

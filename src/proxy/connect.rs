@@ -17,6 +17,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::body::{empty, text_response, Body};
 use super::forward::{self, upstream_error_response, Route, Scheme};
 use super::{tunnel, Proxy, Target};
+use crate::audit;
 use crate::catalog::App;
 use crate::metrics::NO_APP;
 
@@ -75,13 +76,31 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
             };
             proxy.metrics.tunnels.with_label_values(&["blind"]).inc();
             let app_label = app.as_ref().map_or(NO_APP, |a| a.id.as_str());
-            if app.is_some() {
+            if let Some(app) = &app {
                 proxy
                     .metrics
                     .requests
                     .with_label_values(&[app_label, "tunnel"])
                     .inc();
                 info!(app = app_label, %target, decision = "tunnel", "discovered AI app (not inspected)");
+                proxy.audit.record(audit::Event {
+                    ts: audit::now_rfc3339(),
+                    id: audit::incident_id(),
+                    client_ip: peer.ip().to_canonical(),
+                    user: peer.ip().to_canonical().to_string(),
+                    app: app.id.clone(),
+                    vendor: app.vendor.clone(),
+                    sanctioned: app.sanctioned,
+                    host: target.host.clone(),
+                    method: "CONNECT".into(),
+                    path: String::new(),
+                    decision: "tunnel".into(),
+                    rule: None,
+                    findings: Vec::new(),
+                    req_bytes: 0,
+                    status: 200,
+                    latency_ms: 0,
+                });
             }
             let span = tracing::info_span!("tunnel", app = app_label, %target);
             let proxy2 = proxy.clone();

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::body::{self, boxed, full, read_bounded, text_response, Body, Buffered, Prefixed};
 use super::headers::{is_upgrade, strip_hop_by_hop};
 use super::{tunnel, Proxy, Target};
+use crate::audit::{self, FindingCount};
 use crate::catalog::App;
 use crate::config::FailMode;
 use crate::inspect::{Decision, InspectRequest, Verdict};
@@ -22,6 +23,8 @@ use crate::metrics::NO_APP;
 
 /// Response header naming lantern's decision.
 pub const DECISION_HEADER: &str = "x-lantern-decision";
+/// Response header carrying the audit event id of a non-allow decision.
+pub const INCIDENT_HEADER: &str = "x-lantern-incident";
 
 /// The scheme lantern speaks to the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,14 +83,92 @@ impl Route {
     }
 }
 
-/// Forwards `req` along `route`, inspecting it first when the app asks for it.
-pub async fn forward(proxy: &Proxy, route: &Route, mut req: Request<Incoming>) -> Response<Body> {
+/// What became of one request: the label for metrics and the audit event.
+struct Outcome {
+    /// `allow`, `log`, `coach`, `redact`, `block` or `error`.
+    decision: &'static str,
+    req_bytes: u64,
+    findings: Vec<FindingCount>,
+    rule: Option<String>,
+}
+
+impl Outcome {
+    fn new(decision: &'static str) -> Self {
+        Outcome {
+            decision,
+            req_bytes: 0,
+            findings: Vec::new(),
+            rule: None,
+        }
+    }
+}
+
+/// Forwards `req` along `route`, inspecting it first when the app asks for
+/// it, then records the outcome (metrics, and an audit event for catalog apps).
+pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = audit::path_only(req.uri().path_and_query().map_or("/", |p| p.as_str())).to_string();
+    let (mut response, outcome) = exchange(proxy, route, req).await;
+    proxy
+        .metrics
+        .requests
+        .with_label_values(&[route.app_label(), outcome.decision])
+        .inc();
+    let Some(app) = &route.app else {
+        return response;
+    };
+    for finding in &outcome.findings {
+        proxy
+            .metrics
+            .findings
+            .with_label_values(&[&finding.detector, &app.id, outcome.decision])
+            .inc_by(u64::from(finding.count));
+    }
+    let id = audit::incident_id();
+    if outcome.decision != "allow" {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(INCIDENT_HEADER, value);
+        }
+    }
+    proxy.audit.record(audit::Event {
+        ts: audit::now_rfc3339(),
+        id,
+        client_ip: route.peer.ip().to_canonical(),
+        user: route.peer.ip().to_canonical().to_string(),
+        app: app.id.clone(),
+        vendor: app.vendor.clone(),
+        sanctioned: app.sanctioned,
+        host: route.target.host.clone(),
+        method,
+        path,
+        decision: outcome.decision.to_string(),
+        rule: outcome.rule,
+        findings: outcome.findings,
+        req_bytes: outcome.req_bytes,
+        status: response.status().as_u16(),
+        latency_ms: started.elapsed().as_millis() as u64,
+    });
+    response
+}
+
+/// The exchange itself: inspection seam, upstream request, response head.
+async fn exchange(
+    proxy: &Proxy,
+    route: &Route,
+    mut req: Request<Incoming>,
+) -> (Response<Body>, Outcome) {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     parts.uri = match route.upstream_uri(&parts.uri) {
         Ok(uri) => uri,
-        Err(_) => return text_response(StatusCode::BAD_REQUEST, "lantern: invalid request target"),
+        Err(_) => {
+            return (
+                text_response(StatusCode::BAD_REQUEST, "lantern: invalid request target"),
+                Outcome::new("error"),
+            )
+        }
     };
     strip_hop_by_hop(&mut parts.headers, upgrade);
     // The client sets Host for the upstream from the URI (h1) or uses
@@ -95,12 +176,14 @@ pub async fn forward(proxy: &Proxy, route: &Route, mut req: Request<Incoming>) -
     parts.headers.remove(header::HOST);
     parts.version = Version::HTTP_11;
 
-    let (body, decision) = match route.app.as_ref().filter(|a| a.inspect) {
-        Some(app) => match inspect(proxy, route, app, &mut parts, incoming).await {
-            Ok(pass) => pass,
-            Err(response) => return response,
+    let mut outcome = Outcome::new(Decision::Allow.as_str());
+    outcome.req_bytes = content_length(&parts.headers).unwrap_or(0);
+    let body = match route.app.as_ref().filter(|a| a.inspect) {
+        Some(app) => match inspect(proxy, route, app, &mut parts, incoming, &mut outcome).await {
+            Ok(body) => body,
+            Err(response) => return (response, outcome),
         },
-        None => (boxed(incoming), Decision::Allow),
+        None => boxed(incoming),
     };
 
     let client = if upgrade {
@@ -128,12 +211,8 @@ pub async fn forward(proxy: &Proxy, route: &Route, mut req: Request<Incoming>) -
                 .upstream_errors
                 .with_label_values(&[kind])
                 .inc();
-            proxy
-                .metrics
-                .requests
-                .with_label_values(&[route.app_label(), "error"])
-                .inc();
-            return text_response(status, message);
+            outcome.decision = "error";
+            return (text_response(status, message), outcome);
         }
         Err(_) => {
             warn!(target = %route.target, timeout = ?proxy.upstream.response_timeout, "upstream response timed out");
@@ -142,22 +221,11 @@ pub async fn forward(proxy: &Proxy, route: &Route, mut req: Request<Incoming>) -
                 .upstream_errors
                 .with_label_values(&["timeout"])
                 .inc();
-            proxy
-                .metrics
-                .requests
-                .with_label_values(&[route.app_label(), "error"])
-                .inc();
-            return text_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("lantern: {} did not answer in time", route.target),
-            );
+            outcome.decision = "error";
+            let message = format!("lantern: {} did not answer in time", route.target);
+            return (text_response(StatusCode::GATEWAY_TIMEOUT, message), outcome);
         }
     };
-    proxy
-        .metrics
-        .requests
-        .with_label_values(&[route.app_label(), decision.as_str()])
-        .inc();
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
@@ -175,12 +243,21 @@ pub async fn forward(proxy: &Proxy, route: &Route, mut req: Request<Incoming>) -
         });
     }
     strip_hop_by_hop(response.headers_mut(), switching);
-    if decision != Decision::Allow {
+    if outcome.decision != Decision::Allow.as_str() {
         response
             .headers_mut()
-            .insert(DECISION_HEADER, HeaderValue::from_static(decision.as_str()));
+            .insert(DECISION_HEADER, HeaderValue::from_static(outcome.decision));
     }
-    response.map(boxed)
+    (response.map(boxed), outcome)
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Buffers the body (up to the cap) and asks the inspector. `Ok` carries
@@ -191,10 +268,12 @@ async fn inspect(
     app: &App,
     parts: &mut http::request::Parts,
     incoming: Incoming,
-) -> Result<(Body, Decision), Response<Body>> {
+    outcome: &mut Outcome,
+) -> Result<Body, Response<Body>> {
     let cap = proxy.config.inspect.max_body_bytes;
     let buffered = read_bounded(incoming, cap).await.map_err(|e| {
         debug!(error = %e, "reading request body failed");
+        outcome.decision = "error";
         text_response(
             StatusCode::BAD_REQUEST,
             "lantern: could not read the request body",
@@ -214,14 +293,12 @@ async fn inspect(
                 .with_label_values(&["oversize", mode_label])
                 .inc();
             warn!(app = %app.id, cap, mode = mode_label, "request body over the inspection cap");
+            outcome.rule = Some(format!("inspect.on_oversize: {mode_label}"));
+            outcome.req_bytes = outcome.req_bytes.max(prefix.len() as u64);
             return match mode {
-                FailMode::Open => Ok((boxed(Prefixed::new(prefix, rest)), Decision::Allow)),
+                FailMode::Open => Ok(boxed(Prefixed::new(prefix, rest))),
                 FailMode::Closed => {
-                    proxy
-                        .metrics
-                        .requests
-                        .with_label_values(&[&app.id, "block"])
-                        .inc();
+                    outcome.decision = Decision::Block.as_str();
                     let mut response = text_response(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("lantern: the request body is larger than the {cap}-byte inspection limit and was not sent to {}", app.name),
@@ -234,9 +311,10 @@ async fn inspect(
             };
         }
     };
+    outcome.req_bytes = bytes.len() as u64;
     proxy.metrics.inspected_bytes.inc_by(bytes.len() as u64);
     let started = Instant::now();
-    let verdict = proxy.inspector.inspect(&InspectRequest {
+    let inspection = proxy.inspector.inspect(&InspectRequest {
         app,
         client: route.peer.ip(),
         method: &parts.method,
@@ -248,24 +326,22 @@ async fn inspect(
         .metrics
         .inspect_seconds
         .observe(started.elapsed().as_secs_f64());
-    let decision = verdict.decision();
+    let decision = inspection.verdict.decision();
+    outcome.decision = decision.as_str();
+    outcome.findings = inspection.findings;
+    outcome.rule = inspection.rule;
     if decision != Decision::Allow {
         info!(app = %app.id, decision = decision.as_str(), "inspection decision");
     }
-    match verdict {
-        Verdict::Forward(d) => Ok((full(bytes), d)),
-        Verdict::Rewrite(d, rewritten) => {
+    match inspection.verdict {
+        Verdict::Forward(_) => Ok(full(bytes)),
+        Verdict::Rewrite(_, rewritten) => {
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
-            Ok((full(rewritten), d))
+            Ok(full(rewritten))
         }
         Verdict::Respond(d, response) => {
-            proxy
-                .metrics
-                .requests
-                .with_label_values(&[&app.id, d.as_str()])
-                .inc();
             let mut response = response.map(body::full);
             response
                 .headers_mut()

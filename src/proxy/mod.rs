@@ -43,6 +43,11 @@ pub enum Error {
     Tls(#[from] crate::tls::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("audit log {}: {source}", path.display())]
+    Audit {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The bound listeners `run` serves. Binding is the caller's job, so tests
@@ -60,6 +65,7 @@ pub struct Proxy {
     pub inspector: Arc<dyn Inspector>,
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
+    pub audit: crate::audit::AuditLog,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     connections: Arc<Semaphore>,
@@ -74,13 +80,24 @@ impl Proxy {
     ) -> Result<Arc<Proxy>, Error> {
         let upstream = Upstream::new(&config.upstream)?;
         let connections = Arc::new(Semaphore::new(config.proxy.max_connections));
+        let metrics = Arc::new(Metrics::new());
+        let audit_path = config.audit_path();
+        let audit = crate::audit::AuditLog::open(
+            crate::audit::Destination::from_path(&audit_path),
+            metrics.audit.clone(),
+        )
+        .map_err(|source| Error::Audit {
+            path: audit_path.clone(),
+            source,
+        })?;
         Ok(Arc::new(Proxy {
             config,
             catalog,
             ca,
             inspector,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             upstream,
+            audit,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             connections,

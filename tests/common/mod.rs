@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use lantern::catalog::Catalog;
 use lantern::config::Config;
-use lantern::inspect::{Decision, InspectRequest, Inspector, Verdict};
+use lantern::inspect::{Decision, InspectRequest, Inspection, Inspector, Verdict};
 use lantern::proxy::{self, Listeners, Proxy};
 use lantern::tls::CertificateAuthority;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -143,6 +143,11 @@ impl Upstream {
             state,
             _dir: dir,
         }
+    }
+
+    /// A scratch data dir (audit log) that lives as long as the upstream.
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("lantern-data")
     }
 
     pub fn hits(&self) -> usize {
@@ -281,7 +286,7 @@ impl Recorder {
 }
 
 impl Inspector for Recorder {
-    fn inspect(&self, req: &InspectRequest<'_>) -> Verdict {
+    fn inspect(&self, req: &InspectRequest<'_>) -> Inspection {
         self.seen
             .lock()
             .unwrap()
@@ -291,9 +296,9 @@ impl Inspector for Recorder {
                 .status(StatusCode::FORBIDDEN)
                 .body(Bytes::from_static(b"blocked by test policy"))
                 .unwrap();
-            return Verdict::Respond(Decision::Block, response);
+            return Verdict::Respond(Decision::Block, response).into();
         }
-        Verdict::Forward(Decision::Allow)
+        Verdict::Forward(Decision::Allow).into()
     }
 }
 
@@ -311,6 +316,7 @@ pub struct Lantern {
 /// under catalog and non-catalog names through `upstream.resolve`.
 pub fn base_config(upstream: &Upstream) -> Config {
     let mut config = Config::default();
+    config.data_dir = upstream.data_dir();
     config.upstream.ca_file = Some(upstream.ca_file.clone());
     for (name, addr) in [
         ("api.openai.com:443", upstream.tls_addr),
