@@ -315,8 +315,10 @@ pub struct Lantern {
 /// The config every harness instance starts from: the upstream reachable
 /// under catalog and non-catalog names through `upstream.resolve`.
 pub fn base_config(upstream: &Upstream) -> Config {
-    let mut config = Config::default();
-    config.data_dir = upstream.data_dir();
+    let mut config = Config {
+        data_dir: upstream.data_dir(),
+        ..Config::default()
+    };
     config.upstream.ca_file = Some(upstream.ca_file.clone());
     for (name, addr) in [
         ("api.openai.com:443", upstream.tls_addr),
