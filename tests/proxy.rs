@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{fnv1a, metric, HttpVersion, Lantern, Upstream, FNV_OFFSET};
+use common::{fnv1a, metric, post, HttpVersion, Lantern, Upstream, FNV_OFFSET};
 use futures_util::StreamExt;
 use lantern::config::FailMode;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -42,12 +42,7 @@ async fn intercepted_h2_client_is_served_h2_and_upstream_gets_h2() {
     let lantern = Lantern::start(&upstream).await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::H2);
     for _ in 0..3 {
-        let resp = client
-            .post("https://api.openai.com/echo")
-            .body(PROMPT)
-            .send()
-            .await
-            .unwrap();
+        let resp = post(&client, "https://api.openai.com/echo", PROMPT).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.version(), reqwest::Version::HTTP_2);
         assert_eq!(resp.headers()["x-upstream-version"], "HTTP/2.0");
@@ -80,12 +75,7 @@ async fn blind_tunnel_never_sees_plaintext() {
     // example.test is not in the catalog: the client talks TLS with the
     // upstream itself and succeeds trusting only the upstream's CA.
     let client = lantern.client(&upstream.ca.cert_pem, HttpVersion::Any);
-    let resp = client
-        .post("https://example.test/echo")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://example.test/echo", "hello").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "hello");
     // …and fails trusting only lantern's CA: no lantern leaf was presented.
@@ -109,12 +99,7 @@ async fn absolute_form_plain_http_is_forwarded_and_catalog_hosts_inspected() {
     let upstream = Upstream::start().await;
     let lantern = Lantern::start(&upstream).await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::H1);
-    let resp = client
-        .post("http://example.test/echo")
-        .body("plain")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "http://example.test/echo", "plain").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-upstream-host"], "example.test");
     assert_eq!(resp.text().await.unwrap(), "plain");
@@ -122,12 +107,7 @@ async fn absolute_form_plain_http_is_forwarded_and_catalog_hosts_inspected() {
         lantern.recorder.seen().is_empty(),
         "non-catalog host is not inspected"
     );
-    let resp = client
-        .post("http://api.openai.com/echo")
-        .body("to an AI")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "http://api.openai.com/echo", "to an AI").await;
     assert_eq!(resp.text().await.unwrap(), "to an AI");
     assert_eq!(lantern.recorder.seen()[0].0, "http://api.openai.com/echo");
     lantern.stop().await;
@@ -138,12 +118,12 @@ async fn inspector_block_is_answered_by_lantern_and_never_sent_upstream() {
     let upstream = Upstream::start().await;
     let lantern = Lantern::start(&upstream).await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
-    let resp = client
-        .post("https://api.openai.com/echo")
-        .body("please BLOCK-ME now")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(
+        &client,
+        "https://api.openai.com/echo",
+        "please BLOCK-ME now",
+    )
+    .await;
     assert_eq!(resp.status(), 403);
     assert_eq!(resp.headers()["x-lantern-decision"], "block");
     assert_eq!(resp.text().await.unwrap(), "blocked by test policy");
@@ -198,23 +178,13 @@ async fn ten_mib_upload_over_the_cap_streams_through_when_failing_open() {
     let expected = format!("{} {:x}", body.len(), fnv1a(&body, FNV_OFFSET));
     for version in [HttpVersion::H1, HttpVersion::H2] {
         let client = lantern.client(&lantern.ca_pem, version);
-        let resp = client
-            .post("https://api.openai.com/sink")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let resp = post(&client, "https://api.openai.com/sink", body.clone()).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.unwrap(), expected);
     }
     // Also through a blind tunnel.
     let client = lantern.client(&upstream.ca.cert_pem, HttpVersion::Any);
-    let resp = client
-        .post("https://example.test/sink")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://example.test/sink", body.clone()).await;
     assert_eq!(resp.text().await.unwrap(), expected);
     assert!(
         lantern.recorder.seen().is_empty(),
@@ -240,23 +210,13 @@ async fn over_the_cap_fails_closed_with_413_and_nothing_upstream() {
     })
     .await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::H2);
-    let resp = client
-        .post("https://api.openai.com/sink")
-        .body(big_body(256 * 1024))
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://api.openai.com/sink", big_body(256 * 1024)).await;
     assert_eq!(resp.status(), 413);
     assert_eq!(resp.headers()["x-lantern-decision"], "block");
     assert!(resp.text().await.unwrap().contains("inspection limit"));
     assert_eq!(upstream.hits(), 0);
     // Within the cap, the same client gets through.
-    let resp = client
-        .post("https://api.openai.com/echo")
-        .body("small")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://api.openai.com/echo", "small").await;
     assert_eq!(resp.status(), 200);
     lantern.stop().await;
 }
@@ -320,12 +280,7 @@ async fn unreachable_upstream_is_a_clear_502() {
     })
     .await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
-    let resp = client
-        .post("https://api.openai.com/echo")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://api.openai.com/echo", "x").await;
     assert_eq!(resp.status(), 502);
     assert!(resp
         .text()
@@ -343,12 +298,7 @@ async fn upstream_with_an_untrusted_certificate_is_refused() {
     // lantern does not trust the upstream's CA: the exchange must fail.
     let lantern = Lantern::start_with(&upstream, |c| c.upstream.ca_file = None).await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
-    let resp = client
-        .post("https://api.openai.com/echo")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://api.openai.com/echo", "x").await;
     assert_eq!(resp.status(), 502);
     let text = resp.text().await.unwrap();
     assert!(text.contains("TLS"), "{text}");
@@ -414,12 +364,7 @@ async fn admin_serves_health_readiness_ca_and_metrics() {
     );
     assert_eq!(lantern.admin_get("/nope").await.0, 404);
     let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
-    client
-        .post("https://api.openai.com/echo")
-        .body(PROMPT)
-        .send()
-        .await
-        .unwrap();
+    post(&client, "https://api.openai.com/echo", PROMPT).await;
     let (_, scrape) = lantern.admin_get("/metrics").await;
     assert_eq!(
         metric(&scrape, "lantern_tunnels_total{kind=\"inspect\"}"),
@@ -508,19 +453,14 @@ async fn audit_records_catalog_requests_and_discover_only_tunnels_without_secret
     })
     .await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
-    let resp = client
-        .post("https://api.openai.com/echo?key=AIzaSyQUERYSECRET")
-        .body(PROMPT)
-        .send()
-        .await
-        .unwrap();
+    let resp = post(
+        &client,
+        "https://api.openai.com/echo?key=AIzaSyQUERYSECRET",
+        PROMPT,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
-    let resp = client
-        .post("https://api.openai.com/echo")
-        .body("BLOCK-ME")
-        .send()
-        .await
-        .unwrap();
+    let resp = post(&client, "https://api.openai.com/echo", "BLOCK-ME").await;
     let incident = resp.headers()["x-lantern-incident"]
         .to_str()
         .unwrap()
@@ -529,12 +469,7 @@ async fn audit_records_catalog_requests_and_discover_only_tunnels_without_secret
     // upstream has no certificate for this name, which does not matter here).
     let _ = client.get("https://api.replicate.com/").send().await;
     // A host outside the catalog is not audited.
-    let _ = client
-        .post("http://example.test/echo")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let _ = post(&client, "http://example.test/echo", "x").await;
     let path = upstream.data_dir().join("audit.jsonl");
     let events = audit_lines(&path, 3).await;
     assert_eq!(events.len(), 3);

@@ -430,3 +430,12 @@ pub fn metric(scrape: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// POSTs `body` to `url` and returns the response (panics on transport errors).
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client.post(url).body(body).send().await.unwrap()
+}
