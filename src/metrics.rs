@@ -142,6 +142,23 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Known label sets start at zero, so the first event shows as an
+        // increase (alerts use increase()) and every name is scrapeable.
+        for kind in ["inspect", "blind"] {
+            tunnels.with_label_values(&[kind]);
+        }
+        for result in ["ok", "error"] {
+            policy_reloads.with_label_values(&[result]);
+        }
+        for reason in ["not_allowed", "capacity"] {
+            connections_refused.with_label_values(&[reason]);
+        }
+        for mode in ["open", "closed"] {
+            uninspected.with_label_values(&["oversize", mode]);
+        }
+        for kind in ["connect", "tls", "timeout", "other"] {
+            upstream_errors.with_label_values(&[kind]);
+        }
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::for_self();

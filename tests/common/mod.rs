@@ -16,6 +16,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use lantern::audit::FindingCount;
 use lantern::catalog::Catalog;
 use lantern::config::Config;
 use lantern::inspect::{Decision, InspectRequest, Inspection, Inspector, Verdict};
@@ -296,7 +297,15 @@ impl Inspector for Recorder {
                 .status(StatusCode::FORBIDDEN)
                 .body(Bytes::from_static(b"blocked by test policy"))
                 .unwrap();
-            return Verdict::Respond(Decision::Block, response).into();
+            return Inspection {
+                verdict: Verdict::Respond(Decision::Block, response),
+                findings: vec![FindingCount {
+                    detector: "test.block_me".into(),
+                    severity: "high".into(),
+                    count: 1,
+                }],
+                rule: Some("test policy".into()),
+            };
         }
         Verdict::Forward(Decision::Allow).into()
     }
