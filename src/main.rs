@@ -124,10 +124,46 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             "lantern listening"
         );
         let proxy = Proxy::new(config, Arc::new(catalog), Arc::new(ca), Arc::new(AllowAll))?;
+        tokio::spawn(reload_on_sighup(proxy.clone(), path.map(Path::to_path_buf)));
         proxy::run(proxy, listeners, shutdown_signal()).await?;
         tracing::info!("lantern stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// On SIGHUP, reloads catalog (and rules) as `check` validates them and
+/// swaps them in atomically; on any problem the old set stays in force.
+/// Listener addresses and limits are read at start-up only.
+async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload disabled");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            let reloads = &proxy.metrics.policy_reloads;
+            match load_all(path.as_deref()) {
+                Ok((_, catalog)) => {
+                    let apps = catalog.apps().len();
+                    proxy.swap_rules(Arc::new(catalog), Arc::new(AllowAll));
+                    reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!(apps, "reloaded rules");
+                }
+                Err(problems) => {
+                    reloads.with_label_values(&["error"]).inc();
+                    for problem in &problems.0 {
+                        tracing::error!(%problem, "reload failed; the previous rules stay in force");
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (proxy, path);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -150,12 +150,36 @@ impl Running {
     }
 
     fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, sig: &str) {
         let pid = self.child.id().unwrap().to_string();
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([sig, &pid])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    async fn scrape(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Polls /metrics until `series` reaches `value` (bounded).
+    async fn wait_for_metric(&self, series: &str, value: f64) {
+        let reached = tokio::time::timeout(Duration::from_secs(20), async {
+            while common::metric(&self.scrape().await, series) < value {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(reached.is_ok(), "{series} never reached {value}");
     }
 }
 
@@ -259,4 +283,81 @@ async fn sigterm_drains_an_in_flight_request() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+fn app_yaml(id: &str) -> String {
+    format!(
+        "apps:\n  - {{id: {id}, name: Demo, vendor: Test, category: chat, hosts: [reload.test]}}\n"
+    )
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_catalog_and_keeps_it_when_the_new_one_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let apps = dir.path().join("rules/apps.yaml");
+    std::fs::write(&apps, app_yaml("demo")).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nrules_dir: rules\nupstream:\n  resolve: {{\"reload.test:80\": \"{closed}\"}}\n"
+    );
+    let mut run = Running::start(dir.path(), &config).await;
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{}", run.proxy)).unwrap())
+        .build()
+        .unwrap();
+    let request = || async {
+        client
+            .get("http://reload.test/")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(request().await, 502);
+    let scrape = run.scrape().await;
+    assert_eq!(
+        common::metric(
+            &scrape,
+            "lantern_requests_total{app=\"demo\",decision=\"error\"}"
+        ),
+        1.0
+    );
+
+    std::fs::write(&apps, app_yaml("demo2")).unwrap();
+    run.signal("-HUP");
+    run.wait_for_metric("lantern_policy_reloads_total{result=\"ok\"}", 1.0)
+        .await;
+    request().await;
+    let scrape = run.scrape().await;
+    assert_eq!(
+        common::metric(
+            &scrape,
+            "lantern_requests_total{app=\"demo2\",decision=\"error\"}"
+        ),
+        1.0
+    );
+
+    std::fs::write(&apps, "apps:\n  - {id: Bad Id, hosts: []}\n").unwrap();
+    run.signal("-HUP");
+    run.wait_for_metric("lantern_policy_reloads_total{result=\"error\"}", 1.0)
+        .await;
+    request().await;
+    let scrape = run.scrape().await;
+    assert_eq!(
+        common::metric(
+            &scrape,
+            "lantern_requests_total{app=\"demo2\",decision=\"error\"}"
+        ),
+        2.0
+    );
+    run.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(30), run.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
 }

@@ -38,7 +38,7 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
             format!("lantern: CONNECT to port {} is not allowed", target.port),
         );
     }
-    let app = proxy.catalog.lookup(&target.host).cloned();
+    let app = proxy.rules().catalog.lookup(&target.host).cloned();
     match app {
         Some(app) if app.inspect => {
             proxy.metrics.tunnels.with_label_values(&["inspect"]).inc();

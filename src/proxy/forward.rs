@@ -314,7 +314,7 @@ async fn inspect(
     outcome.req_bytes = bytes.len() as u64;
     proxy.metrics.inspected_bytes.inc_by(bytes.len() as u64);
     let started = Instant::now();
-    let inspection = proxy.inspector.inspect(&InspectRequest {
+    let inspection = proxy.rules().inspector.inspect(&InspectRequest {
         app,
         client: route.peer.ip(),
         method: &parts.method,

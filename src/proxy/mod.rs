@@ -17,6 +17,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -57,12 +59,18 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
+/// What a reload replaces: compiled once, shared immutably.
+pub struct Rules {
+    pub catalog: Arc<Catalog>,
+    pub inspector: Arc<dyn Inspector>,
+}
+
 /// Everything a connection needs, shared by all of them.
 pub struct Proxy {
     pub config: Config,
-    pub catalog: Arc<Catalog>,
+    /// Catalog and inspector, swapped whole on reload.
+    rules: ArcSwap<Rules>,
     pub ca: Arc<CertificateAuthority>,
-    pub inspector: Arc<dyn Inspector>,
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
     pub audit: crate::audit::AuditLog,
@@ -92,9 +100,8 @@ impl Proxy {
         })?;
         Ok(Arc::new(Proxy {
             config,
-            catalog,
+            rules: ArcSwap::from_pointee(Rules { catalog, inspector }),
             ca,
-            inspector,
             metrics,
             upstream,
             audit,
@@ -102,6 +109,17 @@ impl Proxy {
             shutdown: CancellationToken::new(),
             connections,
         }))
+    }
+
+    /// The rules in force now. Take one snapshot per decision.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.load_full()
+    }
+
+    /// Puts a new catalog and inspector in force atomically; requests
+    /// already past their decision keep the snapshot they took.
+    pub fn swap_rules(&self, catalog: Arc<Catalog>, inspector: Arc<dyn Inspector>) {
+        self.rules.store(Arc::new(Rules { catalog, inspector }));
     }
 
     /// True once shutdown has begun.
@@ -158,7 +176,7 @@ impl Proxy {
         }
         match Target::from_absolute_uri(req.uri()) {
             Some((forward::Scheme::Http, target)) => {
-                let app = self.catalog.lookup(&target.host).cloned();
+                let app = self.rules().catalog.lookup(&target.host).cloned();
                 let route = forward::Route {
                     peer,
                     scheme: forward::Scheme::Http,
