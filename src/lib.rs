@@ -1,1 +1,4 @@
+pub mod detect;
+pub mod scan;
+
 pub fn x() {}
