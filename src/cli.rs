@@ -26,6 +26,20 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the detection engine on a file or stdin. Exit 0 clean, 1 findings, 2 error.
+    Scan {
+        /// File to scan (`-` or absent: stdin).
+        input: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Every input line is its own document.
+        #[arg(long)]
+        lines: bool,
+        /// Directory of detector rule files instead of the bundled packs.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Manage the lantern CA.
     Ca {
         #[command(subcommand)]
@@ -42,4 +56,11 @@ pub enum CaAction {
     Init,
     /// Print the CA certificate (PEM) to stdout.
     Export,
+}
+
+/// Output format of `lantern scan`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }

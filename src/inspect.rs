@@ -110,3 +110,98 @@ impl Inspector for AllowAll {
         Verdict::Forward(Decision::Allow).into()
     }
 }
+
+/// Scans the body with the detection engine and records what it finds
+/// (decision `log`); forwarding is never stopped. The policy stage replaces
+/// this with per-rule actions.
+pub struct ScanInspector {
+    engine: std::sync::Arc<crate::detect::Engine>,
+}
+
+impl ScanInspector {
+    pub fn new(engine: std::sync::Arc<crate::detect::Engine>) -> Self {
+        ScanInspector { engine }
+    }
+}
+
+impl Inspector for ScanInspector {
+    fn inspect(&self, req: &InspectRequest<'_>) -> Inspection {
+        let findings = self.engine.scan(req.body);
+        if findings.is_empty() {
+            return Verdict::Forward(Decision::Allow).into();
+        }
+        Inspection {
+            verdict: Verdict::Forward(Decision::Log),
+            findings: tally(&findings),
+            rule: Some("default".into()),
+        }
+    }
+}
+
+/// Findings grouped by detector: count and highest severity, by detector id.
+pub fn tally(findings: &[crate::detect::Finding]) -> Vec<FindingCount> {
+    let mut by_detector: std::collections::BTreeMap<&str, (crate::detect::Severity, u32)> =
+        std::collections::BTreeMap::new();
+    for f in findings {
+        let entry = by_detector.entry(f.detector()).or_insert((f.severity, 0));
+        entry.0 = entry.0.max(f.severity);
+        entry.1 += 1;
+    }
+    by_detector
+        .into_iter()
+        .map(|(detector, (severity, count))| FindingCount {
+            detector: detector.to_string(),
+            severity: severity.as_str().to_string(),
+            count,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_inspector_logs_findings_by_detector_without_values() {
+        let engine = std::sync::Arc::new(crate::detect::Engine::bundled().unwrap());
+        let app = App {
+            id: "chatgpt".into(),
+            name: "ChatGPT".into(),
+            vendor: "OpenAI".into(),
+            category: "chat".into(),
+            hosts: vec![],
+            sanctioned: false,
+            inspect: true,
+        };
+        let body = Bytes::from_static(
+            b"{\"content\":\"mail jane.doe@acme-corp.com and bob.smith@acme-corp.com\"}",
+        );
+        let (method, uri, headers) = (
+            Method::POST,
+            Uri::from_static("https://chatgpt.com/"),
+            HeaderMap::new(),
+        );
+        let req = InspectRequest {
+            app: &app,
+            client: "127.0.0.1".parse().unwrap(),
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            body: &body,
+        };
+        let inspection = ScanInspector::new(engine.clone()).inspect(&req);
+        assert_eq!(inspection.verdict.decision(), Decision::Log);
+        assert_eq!(inspection.findings.len(), 1, "{:?}", inspection.findings);
+        assert_eq!(inspection.findings[0].detector, "pii.email");
+        assert_eq!(inspection.findings[0].count, 2);
+        let clean = Bytes::from_static(b"{\"content\":\"what is the capital of France?\"}");
+        let req = InspectRequest {
+            body: &clean,
+            ..req
+        };
+        assert_eq!(
+            ScanInspector::new(engine).inspect(&req).verdict.decision(),
+            Decision::Allow
+        );
+    }
+}

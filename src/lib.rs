@@ -14,6 +14,8 @@
 //!   forwarding, upstream client, shutdown.
 //! - [`tls`]: the lantern CA, leaf minting and caching, upstream trust.
 //! - [`inspect`]: the seam where an intercepted request meets judgement.
+//! - [`detect`]: the detection engine (`Engine::scan`), knows nothing of HTTP.
+//! - [`scan`]: `lantern scan`, the engine over files and stdin.
 //! - [`audit`]: JSON-lines audit events, written off the request path.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
@@ -23,8 +25,10 @@ pub mod admin;
 pub mod audit;
 pub mod catalog;
 pub mod config;
+pub mod detect;
 pub mod diag;
 pub mod inspect;
 pub mod metrics;
 pub mod proxy;
+pub mod scan;
 pub mod tls;

@@ -9,9 +9,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use lantern::catalog::Catalog;
 use lantern::config::Config;
+use lantern::detect::Engine;
 use lantern::diag::Problems;
-use lantern::inspect::AllowAll;
+use lantern::inspect::ScanInspector;
 use lantern::proxy::{self, Listeners, Proxy};
+use lantern::scan::{ScanFormat, ScanOptions};
 use lantern::tls::CertificateAuthority;
 
 mod cli;
@@ -25,6 +27,20 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config.as_deref()),
         Command::Check { config } => check(config.as_deref()),
         Command::Ca { action, config } => ca(action, config.as_deref()),
+        Command::Scan {
+            input,
+            format,
+            lines,
+            rules,
+        } => scan(ScanOptions {
+            input,
+            format: match format {
+                cli::Format::Text => ScanFormat::Text,
+                cli::Format::Json => ScanFormat::Json,
+            },
+            lines,
+            rules,
+        }),
     };
     match result {
         Ok(code) => code,
@@ -56,16 +72,60 @@ fn load_config(path: Option<&Path>) -> Result<Config, Problems> {
     }
 }
 
-/// Loads everything `run` and a reload load, collecting every problem.
-fn load_all(path: Option<&Path>) -> Result<(Config, Catalog), Problems> {
+/// What `run` loads at start and on reload; `check` validates the same.
+struct Loaded {
+    config: Config,
+    catalog: Catalog,
+    engine: Engine,
+}
+
+/// Loads config, catalog and detection rules, collecting every problem.
+fn load_all(path: Option<&Path>) -> Result<Loaded, Problems> {
     let config = load_config(path)?;
-    let catalog = Catalog::load(config.rules_dir.as_deref())?;
-    Ok((config, catalog))
+    let mut problems = Vec::new();
+    let catalog = Catalog::load(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
+    let engine = load_engine(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
+    match (catalog, engine) {
+        (Ok(catalog), Ok(engine)) => Ok(Loaded {
+            config,
+            catalog,
+            engine,
+        }),
+        _ => Err(Problems(problems)),
+    }
+}
+
+/// Detection rules from `<rules_dir>/detectors/`, or the bundled packs.
+fn load_engine(rules_dir: Option<&Path>) -> Result<Engine, Problems> {
+    let dir = rules_dir
+        .map(|d| d.join("detectors"))
+        .filter(|d| d.is_dir());
+    match &dir {
+        Some(dir) => Engine::from_dir(dir),
+        None => Engine::bundled(),
+    }
+    .map_err(|errors| {
+        Problems(
+            errors
+                .into_iter()
+                .map(|e| lantern::diag::Problem {
+                    file: e.file.into(),
+                    line: e.line.max(1),
+                    col: e.col.max(1),
+                    message: e.message,
+                })
+                .collect(),
+        )
+    })
 }
 
 fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (_, catalog) = load_all(path)?;
-    println!("ok: config valid, {} apps in catalog", catalog.apps().len());
+    let loaded = load_all(path)?;
+    println!(
+        "ok: config valid, {} apps in catalog, {} detectors",
+        loaded.catalog.apps().len(),
+        loaded.engine.detector_ids().count()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -87,6 +147,26 @@ fn ca(action: CaAction, path: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn scan(opts: ScanOptions) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match lantern::scan::run(&opts, &mut out) {
+        Ok(found) => {
+            std::io::Write::flush(&mut out)?;
+            Ok(if found {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Err(err) => {
+            let _ = std::io::Write::flush(&mut out);
+            eprintln!("lantern scan: {err:#}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
 fn print_trust_hint(cert: &Path) {
     let cert = cert.display();
     eprintln!("Trust it with: curl --cacert {cert} …   |   SSL_CERT_FILE={cert} (Python, OpenSSL)   |   NODE_EXTRA_CA_CERTS={cert} (Node)");
@@ -94,7 +174,11 @@ fn print_trust_hint(cert: &Path) {
 }
 
 fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (config, catalog) = load_all(path)?;
+    let Loaded {
+        config,
+        catalog,
+        engine,
+    } = load_all(path)?;
     let paths = config.ca_paths();
     let (ca, loaded) = CertificateAuthority::load_or_create(&paths.cert, &paths.key)
         .context("loading the lantern CA")?;
@@ -123,7 +207,8 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             apps = catalog.apps().len(),
             "lantern listening"
         );
-        let proxy = Proxy::new(config, Arc::new(catalog), Arc::new(ca), Arc::new(AllowAll))?;
+        let inspector = Arc::new(ScanInspector::new(Arc::new(engine)));
+        let proxy = Proxy::new(config, Arc::new(catalog), Arc::new(ca), inspector)?;
         tokio::spawn(reload_on_sighup(proxy.clone(), path.map(Path::to_path_buf)));
         proxy::run(proxy, listeners, shutdown_signal()).await?;
         tracing::info!("lantern stopped");
@@ -145,9 +230,10 @@ async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
         while hangup.recv().await.is_some() {
             let reloads = &proxy.metrics.policy_reloads;
             match load_all(path.as_deref()) {
-                Ok((_, catalog)) => {
-                    let apps = catalog.apps().len();
-                    proxy.swap_rules(Arc::new(catalog), Arc::new(AllowAll));
+                Ok(loaded) => {
+                    let apps = loaded.catalog.apps().len();
+                    let inspector = Arc::new(ScanInspector::new(Arc::new(loaded.engine)));
+                    proxy.swap_rules(Arc::new(loaded.catalog), inspector);
                     reloads.with_label_values(&["ok"]).inc();
                     tracing::info!(apps, "reloaded rules");
                 }
