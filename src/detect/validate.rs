@@ -131,7 +131,7 @@ pub fn luhn(value: &[u8]) -> bool {
         sum += d;
         count += 1;
     }
-    count >= 2 && sum % 10 == 0
+    count >= 2 && sum.is_multiple_of(10)
 }
 
 fn card(value: &[u8]) -> bool {
