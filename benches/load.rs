@@ -10,7 +10,10 @@
 //!
 //! Everything runs in this process on 127.0.0.1 and stops by itself: each
 //! cell is a 0.5 s warm-up then `LOAD_SECS` (default 3) seconds measured.
-//! `cargo bench --bench load`; arguments are ignored. See benches/README.md.
+//! `cargo bench --bench load`; arguments are ignored. `LOAD_UPSTREAM_H1=1`
+//! makes the upstream offer only http/1.1 (lantern then pools h1 upstream
+//! connections instead of multiplexing over h2); `RUST_LOG` shows lantern's
+//! logs on stderr. See benches/README.md.
 //!
 //! The figures cannot lie about the path they measure: each path trusts only
 //! the CA it should meet (the upstream's test CA, or lantern's), every
@@ -245,9 +248,11 @@ async fn run(measure: Duration) -> Result<bool, BoxError> {
         WARMUP.as_secs_f64(),
         tokio::runtime::Handle::current().metrics().num_workers(),
     );
+    // Paths alternate within each connection count, so the cells compared
+    // in a ratio run seconds apart and share whatever else the box is doing.
     let mut cells = Vec::new();
-    for path in Path::ALL {
-        for connections in CONNECTIONS {
+    for connections in CONNECTIONS {
+        for path in Path::ALL {
             let cell = run_cell(setup.clone(), path, connections, measure).await;
             eprintln!(
                 "  {:<9} {:>3} conns: {:>8.0} req/s{}",
@@ -271,6 +276,7 @@ async fn run(measure: Duration) -> Result<bool, BoxError> {
     }
     upstream_task.abort();
 
+    cells.sort_by_key(|c| (c.path as u8, c.connections));
     let mut clean = report(&cells);
     let intercepted: u64 = cells
         .iter()
@@ -572,7 +578,8 @@ fn connector(ca_pem: &str) -> Result<TlsConnector, BoxError> {
 }
 
 /// A test CA (PEM) and the upstream's server config: a leaf for both bench
-/// hosts signed by it, ALPN h2 and http/1.1 like a real API front end.
+/// hosts signed by it, ALPN h2 and http/1.1 like a real API front end
+/// (http/1.1 only with `LOAD_UPSTREAM_H1` set).
 fn upstream_pki() -> Result<(String, ServerConfig), BoxError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -594,7 +601,11 @@ fn upstream_pki() -> Result<(String, ServerConfig), BoxError> {
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if std::env::var_os("LOAD_UPSTREAM_H1").is_some() {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
     Ok((ca_cert.pem(), config))
 }
 
