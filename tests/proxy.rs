@@ -27,6 +27,7 @@ async fn intercepted_h1_request_reaches_inspector_and_upstream_intact() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(resp.headers()["x-upstream-host"], "api.openai.com");
+    assert_eq!(resp.headers()["x-upstream-version"], "HTTP/1.1");
     assert!(resp.headers().get("x-lantern-decision").is_none());
     assert_eq!(resp.text().await.unwrap(), PROMPT);
     let seen = lantern.recorder.seen();
@@ -39,7 +40,7 @@ async fn intercepted_h1_request_reaches_inspector_and_upstream_intact() {
 #[tokio::test]
 async fn intercepted_h2_client_is_served_h2_and_upstream_gets_h2() {
     let upstream = Upstream::start().await;
-    let lantern = Lantern::start(&upstream).await;
+    let lantern = Lantern::start_with(&upstream, |c| c.upstream.http2 = true).await;
     let client = lantern.client(&lantern.ca_pem, HttpVersion::H2);
     for _ in 0..3 {
         let resp = post(&client, "https://api.openai.com/echo", PROMPT).await;

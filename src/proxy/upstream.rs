@@ -107,7 +107,7 @@ pub type HttpClient = Client<HttpsConnector<Dialer>, Body>;
 
 /// The upstream side of the proxy.
 pub struct Upstream {
-    /// h2 or http/1.1 as the server prefers; used for ordinary requests.
+    /// Ordinary requests: http/1.1, or h2 where `upstream.http2` allows and the server prefers it.
     pub pooled: HttpClient,
     /// http/1.1 only: for upgrades (WebSocket), which need an h1 connection.
     pub http1: HttpClient,
@@ -119,12 +119,15 @@ impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, tls::Error> {
         let dialer = Dialer::new(config);
         let tls = tls::client_config(config.ca_file.as_deref(), &[])?;
-        let both = hyper_rustls::HttpsConnectorBuilder::new()
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(dialer.clone());
+            .enable_http1();
+        let pooled = if config.http2 {
+            builder.enable_http2().wrap_connector(dialer.clone())
+        } else {
+            builder.wrap_connector(dialer.clone())
+        };
         let h1 = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -139,7 +142,7 @@ impl Upstream {
                 .build(connector)
         };
         Ok(Upstream {
-            pooled: client(both),
+            pooled: client(pooled),
             http1: client(h1),
             dialer,
             response_timeout: config.response_timeout,
