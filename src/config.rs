@@ -35,6 +35,9 @@ pub struct Config {
     pub rules_dir: Option<PathBuf>,
     /// Policy file. Default: bundled policy.
     pub policy: Option<PathBuf>,
+    /// HMAC key for acknowledgement tokens; shared by replicas. Created
+    /// (32 random bytes, mode 0600) if absent. Default `<data_dir>/ack.key`.
+    pub ack_key: Option<PathBuf>,
     /// Audit log settings.
     pub audit: AuditConfig,
     /// Which clients may use the proxy.
@@ -56,6 +59,7 @@ impl Default for Config {
             ca: None,
             rules_dir: None,
             policy: None,
+            ack_key: None,
             audit: AuditConfig::default(),
             clients: ClientsConfig::default(),
             upstream: UpstreamConfig::default(),
@@ -251,6 +255,13 @@ impl Config {
         })
     }
 
+    /// The acknowledgement key file, defaulting into the data dir.
+    pub fn ack_key_path(&self) -> PathBuf {
+        self.ack_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ack.key"))
+    }
+
     /// Audit destination path (`-` for stdout), defaulting into the data dir.
     pub fn audit_path(&self) -> PathBuf {
         self.audit
@@ -273,6 +284,7 @@ impl Config {
         for p in [
             &mut self.rules_dir,
             &mut self.policy,
+            &mut self.ack_key,
             &mut self.audit.path,
             &mut self.upstream.ca_file,
         ]

@@ -17,10 +17,13 @@
 //! - [`detect`]: the detection engine (`Engine::scan`), knows nothing of HTTP.
 //! - [`scan`]: `lantern scan`, the engine over files and stdin.
 //! - [`audit`]: JSON-lines audit events, written off the request path.
+//! - [`policy`]: who may send what to which app; first matching rule wins.
+//! - [`action`]: block/coach responses in each provider's error shape, coaching page, acknowledgements.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
 //! - [`diag`]: `file:line:col` problem reports.
 
+pub mod action;
 pub mod admin;
 pub mod audit;
 pub mod catalog;
@@ -29,6 +32,7 @@ pub mod detect;
 pub mod diag;
 pub mod inspect;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod scan;
 pub mod tls;

@@ -11,7 +11,8 @@ use lantern::catalog::Catalog;
 use lantern::config::Config;
 use lantern::detect::Engine;
 use lantern::diag::Problems;
-use lantern::inspect::ScanInspector;
+use lantern::inspect::{AllowAll, PolicyInspector};
+use lantern::policy::{Known, Policy};
 use lantern::proxy::{self, Listeners, Proxy};
 use lantern::scan::{ScanFormat, ScanOptions};
 use lantern::tls::CertificateAuthority;
@@ -77,6 +78,7 @@ struct Loaded {
     config: Config,
     catalog: Catalog,
     engine: Engine,
+    policy: Policy,
 }
 
 /// Loads config, catalog and detection rules, collecting every problem.
@@ -85,14 +87,21 @@ fn load_all(path: Option<&Path>) -> Result<Loaded, Problems> {
     let mut problems = Vec::new();
     let catalog = Catalog::load(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
     let engine = load_engine(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
-    match (catalog, engine) {
-        (Ok(catalog), Ok(engine)) => Ok(Loaded {
-            config,
-            catalog,
-            engine,
-        }),
-        _ => Err(Problems(problems)),
-    }
+    let (Ok(catalog), Ok(engine)) = (catalog, engine) else {
+        return Err(Problems(problems));
+    };
+    let detectors: Vec<String> = engine.detector_ids().map(String::from).collect();
+    let known = Known {
+        app: &|id: &str| catalog.apps().iter().any(|a| a.id == id),
+        detectors: &detectors,
+    };
+    let policy = Policy::load(config.policy.as_deref(), &known)?;
+    Ok(Loaded {
+        config,
+        catalog,
+        engine,
+        policy,
+    })
 }
 
 /// Detection rules from `<rules_dir>/detectors/`, or the bundled packs.
@@ -122,9 +131,10 @@ fn load_engine(rules_dir: Option<&Path>) -> Result<Engine, Problems> {
 fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = load_all(path)?;
     println!(
-        "ok: config valid, {} apps in catalog, {} detectors",
+        "ok: config valid, {} apps in catalog, {} detectors, {} policy rules",
         loaded.catalog.apps().len(),
-        loaded.engine.detector_ids().count()
+        loaded.engine.detector_ids().count(),
+        loaded.policy.rules.len()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -178,6 +188,7 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         config,
         catalog,
         engine,
+        policy,
     } = load_all(path)?;
     let paths = config.ca_paths();
     let (ca, loaded) = CertificateAuthority::load_or_create(&paths.cert, &paths.key)
@@ -207,9 +218,21 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             apps = catalog.apps().len(),
             "lantern listening"
         );
-        let inspector = Arc::new(ScanInspector::new(Arc::new(engine)));
-        let proxy = Proxy::new(config, Arc::new(catalog), Arc::new(ca), inspector)?;
-        tokio::spawn(reload_on_sighup(proxy.clone(), path.map(Path::to_path_buf)));
+        let ack_base = format!("http://{}", listeners.admin.local_addr()?);
+        let catalog = Arc::new(catalog);
+        let proxy = Proxy::new(config, catalog.clone(), Arc::new(ca), Arc::new(AllowAll))?;
+        let inspector = PolicyInspector::new(
+            Arc::new(engine),
+            Arc::new(policy),
+            proxy.acks.clone(),
+            &ack_base,
+        );
+        proxy.swap_rules(catalog, Arc::new(inspector));
+        tokio::spawn(reload_on_sighup(
+            proxy.clone(),
+            path.map(Path::to_path_buf),
+            ack_base,
+        ));
         proxy::run(proxy, listeners, shutdown_signal()).await?;
         tracing::info!("lantern stopped");
         Ok(ExitCode::SUCCESS)
@@ -219,7 +242,7 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// On SIGHUP, reloads catalog (and rules) as `check` validates them and
 /// swaps them in atomically; on any problem the old set stays in force.
 /// Listener addresses and limits are read at start-up only.
-async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
+async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>, ack_base: String) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -232,7 +255,12 @@ async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
             match load_all(path.as_deref()) {
                 Ok(loaded) => {
                     let apps = loaded.catalog.apps().len();
-                    let inspector = Arc::new(ScanInspector::new(Arc::new(loaded.engine)));
+                    let inspector = Arc::new(PolicyInspector::new(
+                        Arc::new(loaded.engine),
+                        Arc::new(loaded.policy),
+                        proxy.acks.clone(),
+                        &ack_base,
+                    ));
                     proxy.swap_rules(Arc::new(loaded.catalog), inspector);
                     reloads.with_label_values(&["ok"]).inc();
                     tracing::info!(apps, "reloaded rules");
@@ -248,7 +276,7 @@ async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
     }
     #[cfg(not(unix))]
     {
-        let _ = (proxy, path);
+        let _ = (proxy, path, ack_base);
     }
 }
 

@@ -100,6 +100,7 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
                     req_bytes: 0,
                     status: 200,
                     latency_ms: 0,
+                    justification: None,
                 });
             }
             let span = tracing::info_span!("tunnel", app = app_label, %target);

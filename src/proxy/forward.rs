@@ -109,7 +109,9 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
     let started = Instant::now();
     let method = req.method().to_string();
     let path = audit::path_only(req.uri().path_and_query().map_or("/", |p| p.as_str())).to_string();
-    let (mut response, outcome) = exchange(proxy, route, req).await;
+    let incident = audit::incident_id();
+    let user = route.peer.ip().to_canonical().to_string();
+    let (mut response, outcome) = exchange(proxy, route, req, &user, &incident).await;
     proxy
         .metrics
         .requests
@@ -125,7 +127,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
             .with_label_values(&[&finding.detector, &app.id, outcome.decision])
             .inc_by(u64::from(finding.count));
     }
-    let id = audit::incident_id();
+    let id = incident;
     if outcome.decision != "allow" {
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(INCIDENT_HEADER, value);
@@ -135,7 +137,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         ts: audit::now_rfc3339(),
         id,
         client_ip: route.peer.ip().to_canonical(),
-        user: route.peer.ip().to_canonical().to_string(),
+        user,
         app: app.id.clone(),
         vendor: app.vendor.clone(),
         sanctioned: app.sanctioned,
@@ -148,6 +150,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         req_bytes: outcome.req_bytes,
         status: response.status().as_u16(),
         latency_ms: started.elapsed().as_millis() as u64,
+        justification: None,
     });
     response
 }
@@ -157,6 +160,8 @@ async fn exchange(
     proxy: &Proxy,
     route: &Route,
     mut req: Request<Incoming>,
+    user: &str,
+    incident: &str,
 ) -> (Response<Body>, Outcome) {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -179,7 +184,17 @@ async fn exchange(
     let mut outcome = Outcome::new(Decision::Allow.as_str());
     outcome.req_bytes = content_length(&parts.headers).unwrap_or(0);
     let body = match route.app.as_ref().filter(|a| a.inspect) {
-        Some(app) => match inspect(proxy, route, app, &mut parts, incoming, &mut outcome).await {
+        Some(app) => match inspect(
+            proxy,
+            route,
+            app,
+            &mut parts,
+            incoming,
+            &mut outcome,
+            (user, incident),
+        )
+        .await
+        {
             Ok(body) => body,
             Err(response) => return (response, outcome),
         },
@@ -269,6 +284,7 @@ async fn inspect(
     parts: &mut http::request::Parts,
     incoming: Incoming,
     outcome: &mut Outcome,
+    (user, incident): (&str, &str),
 ) -> Result<Body, Response<Body>> {
     let cap = proxy.config.inspect.max_body_bytes;
     let buffered = read_bounded(incoming, cap).await.map_err(|e| {
@@ -321,6 +337,9 @@ async fn inspect(
         uri: &parts.uri,
         headers: &parts.headers,
         body: &bytes,
+        user,
+        groups: &[],
+        incident,
     });
     proxy
         .metrics

@@ -45,6 +45,11 @@ pub enum Error {
     Tls(#[from] crate::tls::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("acknowledgement key {}: {source}", path.display())]
+    AckKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("audit log {}: {source}", path.display())]
     Audit {
         path: std::path::PathBuf,
@@ -74,6 +79,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
     pub audit: crate::audit::AuditLog,
+    /// Acknowledgement key and grants (the admin `/ack` endpoint and the policy share them).
+    pub acks: Arc<crate::action::ack::Acks>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     connections: Arc<Semaphore>,
@@ -98,6 +105,14 @@ impl Proxy {
             path: audit_path.clone(),
             source,
         })?;
+        let ack_path = config.ack_key_path();
+        let key = crate::action::ack::AckKey::load_or_create(&ack_path).map_err(|source| {
+            Error::AckKey {
+                path: ack_path.clone(),
+                source,
+            }
+        })?;
+        let acks = Arc::new(crate::action::ack::Acks::new(key));
         Ok(Arc::new(Proxy {
             config,
             rules: ArcSwap::from_pointee(Rules { catalog, inspector }),
@@ -105,6 +120,7 @@ impl Proxy {
             metrics,
             upstream,
             audit,
+            acks,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             connections,
