@@ -48,6 +48,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Body inspection limits.
     pub inspect: InspectConfig,
+    /// Who is asking: Basic auth, trusted header, network map.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             proxy: ProxyConfig::default(),
             inspect: InspectConfig::default(),
+            identity: crate::identity::IdentityConfig::default(),
         }
     }
 }
@@ -287,6 +290,7 @@ impl Config {
             &mut self.ack_key,
             &mut self.audit.path,
             &mut self.upstream.ca_file,
+            &mut self.identity.credentials,
         ]
         .into_iter()
         .flatten()

@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: `lantern.yaml`, defaults and validation.
 //! - [`catalog`]: the AI app catalog, host → app.
+//! - [`identity`]: who is asking: Basic auth, trusted header, network map.
 //! - [`proxy`]: listener, limits, `CONNECT` (blind tunnel or interception),
 //!   forwarding, upstream client, shutdown.
 //! - [`tls`]: the lantern CA, leaf minting and caching, upstream trust.
@@ -30,6 +31,7 @@ pub mod catalog;
 pub mod config;
 pub mod detect;
 pub mod diag;
+pub mod identity;
 pub mod inspect;
 pub mod metrics;
 pub mod policy;

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             lines,
             rules,
         }),
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(code) => code,
@@ -87,9 +88,15 @@ fn load_all(path: Option<&Path>) -> Result<Loaded, Problems> {
     let mut problems = Vec::new();
     let catalog = Catalog::load(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
     let engine = load_engine(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
+    if let Err(p) = lantern::identity::Identities::load(&config.identity) {
+        problems.extend(p.0);
+    }
     let (Ok(catalog), Ok(engine)) = (catalog, engine) else {
         return Err(Problems(problems));
     };
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
     let detectors: Vec<String> = engine.detector_ids().map(String::from).collect();
     let known = Known {
         app: &|id: &str| catalog.apps().iter().any(|a| a.id == id),
@@ -175,6 +182,17 @@ fn scan(opts: ScanOptions) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Reads a password from the first line of stdin and prints its argon2id hash.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    let hash = lantern::identity::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_trust_hint(cert: &Path) {

@@ -209,3 +209,112 @@ async fn browser_navigation_gets_the_html_coaching_page() {
     assert!(!page.contains(AWS_KEY));
     lantern.stop().await;
 }
+
+#[tokio::test]
+async fn identity_challenge_wrong_password_and_untrusted_header() {
+    use lantern::identity::{hash_password, IdentityConfig, TrustedHeader};
+    let upstream = Upstream::start().await;
+    let creds = upstream.data_dir().with_file_name("users.yaml");
+    let hash = hash_password("s3cret").unwrap();
+    std::fs::write(
+        &creds,
+        format!("users:\n  alice: {{password: \"{hash}\", groups: [finance]}}\n"),
+    )
+    .unwrap();
+    let lantern = Lantern::start_with(&upstream, |c| {
+        c.identity = IdentityConfig {
+            require_auth: true,
+            credentials: Some(creds.clone()),
+            ..Default::default()
+        }
+    })
+    .await;
+    // No credentials: 407 with a Basic challenge.
+    let client = lantern.client(&lantern.ca_pem, HttpVersion::H1);
+    let resp = post(&client, "http://example.test/echo", "x").await;
+    assert_eq!(resp.status(), 407);
+    assert_eq!(
+        resp.headers()["proxy-authenticate"],
+        "Basic realm=\"lantern\""
+    );
+    // Wrong password: 407 again, nothing forwarded.
+    let with = |user: &str, password: &str| {
+        reqwest::Client::builder()
+            .proxy(
+                reqwest::Proxy::all(format!("http://{}", lantern.proxy_addr))
+                    .unwrap()
+                    .basic_auth(user, password),
+            )
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(lantern.ca_pem.as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let refused = with("alice", "nope")
+        .post("https://api.openai.com/echo")
+        .body("x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("ProxyAuthRequired"),
+        "{refused:?}"
+    );
+    assert_eq!(upstream.hits(), 0);
+    // Right password: through, audited as alice.
+    let resp = post(
+        &with("alice", "s3cret"),
+        "https://api.openai.com/echo",
+        "hello",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let events = audit_events(&upstream, 1).await;
+    assert_eq!(events[0]["user"], "alice");
+    lantern.stop().await;
+
+    // A trusted header from an address outside `from` is ignored.
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start_with(&upstream, |c| {
+        c.identity = IdentityConfig {
+            trusted_header: Some(TrustedHeader {
+                name: "x-authenticated-user".into(),
+                groups_name: None,
+                from: vec!["10.0.0.0/8".parse().unwrap()],
+            }),
+            ..Default::default()
+        }
+    })
+    .await;
+    let client = lantern.client(&lantern.ca_pem, HttpVersion::H1);
+    let resp = client
+        .post("http://api.openai.com/echo")
+        .header("x-authenticated-user", "ceo")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = audit_events(&upstream, 1).await;
+    assert_eq!(events[0]["user"], "127.0.0.1");
+    lantern.stop().await;
+}
+
+async fn audit_events(upstream: &Upstream, n: usize) -> Vec<serde_json::Value> {
+    let path = upstream.data_dir().join("audit.jsonl");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() >= n {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("audit events were not written");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

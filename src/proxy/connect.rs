@@ -19,11 +19,17 @@ use super::forward::{self, upstream_error_response, Route, Scheme};
 use super::{tunnel, Proxy, Target};
 use crate::audit;
 use crate::catalog::App;
+use crate::identity::Identity;
 use crate::metrics::NO_APP;
 
 /// Handles a `CONNECT` request: answers it and, on success, continues on
 /// the upgraded connection in a tracked task.
-pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    identity: Arc<Identity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(target) = req
         .uri()
         .authority()
@@ -47,7 +53,9 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
             proxy.tasks.spawn(
                 async move {
                     match hyper::upgrade::on(req).await {
-                        Ok(upgraded) => intercept(proxy2, peer, target, app, upgraded).await,
+                        Ok(upgraded) => {
+                            intercept(proxy2, peer, identity, target, app, upgraded).await
+                        }
                         Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
                     }
                 }
@@ -87,7 +95,7 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
                     ts: audit::now_rfc3339(),
                     id: audit::incident_id(),
                     client_ip: peer.ip().to_canonical(),
-                    user: peer.ip().to_canonical().to_string(),
+                    user: identity.user.clone(),
                     app: app.id.clone(),
                     vendor: app.vendor.clone(),
                     sanctioned: app.sanctioned,
@@ -133,6 +141,7 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
 async fn intercept(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
+    identity: Arc<Identity>,
     target: Target,
     app: Arc<App>,
     upgraded: hyper::upgrade::Upgraded,
@@ -160,6 +169,7 @@ async fn intercept(
     };
     let route = Arc::new(Route {
         peer,
+        identity,
         scheme: Scheme::Https,
         target,
         app: Some(app),

@@ -18,6 +18,7 @@ use super::{tunnel, Proxy, Target};
 use crate::audit::{self, FindingCount};
 use crate::catalog::App;
 use crate::config::FailMode;
+use crate::identity::Identity;
 use crate::inspect::{Decision, InspectRequest, Verdict};
 use crate::metrics::NO_APP;
 
@@ -52,6 +53,8 @@ impl Scheme {
 /// Where the requests of one client connection go.
 pub struct Route {
     pub peer: SocketAddr,
+    /// Who the client is (resolved once per connection or request).
+    pub identity: Arc<Identity>,
     pub scheme: Scheme,
     pub target: Target,
     /// The catalog app of the target host, if any.
@@ -110,8 +113,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
     let method = req.method().to_string();
     let path = audit::path_only(req.uri().path_and_query().map_or("/", |p| p.as_str())).to_string();
     let incident = audit::incident_id();
-    let user = route.peer.ip().to_canonical().to_string();
-    let (mut response, outcome) = exchange(proxy, route, req, &user, &incident).await;
+    let (mut response, outcome) = exchange(proxy, route, req, &incident).await;
     proxy
         .metrics
         .requests
@@ -137,7 +139,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         ts: audit::now_rfc3339(),
         id,
         client_ip: route.peer.ip().to_canonical(),
-        user,
+        user: route.identity.user.clone(),
         app: app.id.clone(),
         vendor: app.vendor.clone(),
         sanctioned: app.sanctioned,
@@ -160,7 +162,6 @@ async fn exchange(
     proxy: &Proxy,
     route: &Route,
     mut req: Request<Incoming>,
-    user: &str,
     incident: &str,
 ) -> (Response<Body>, Outcome) {
     let upgrade = is_upgrade(req.headers());
@@ -191,7 +192,7 @@ async fn exchange(
             &mut parts,
             incoming,
             &mut outcome,
-            (user, incident),
+            incident,
         )
         .await
         {
@@ -284,7 +285,7 @@ async fn inspect(
     parts: &mut http::request::Parts,
     incoming: Incoming,
     outcome: &mut Outcome,
-    (user, incident): (&str, &str),
+    incident: &str,
 ) -> Result<Body, Response<Body>> {
     let cap = proxy.config.inspect.max_body_bytes;
     let buffered = read_bounded(incoming, cap).await.map_err(|e| {
@@ -337,8 +338,8 @@ async fn inspect(
         uri: &parts.uri,
         headers: &parts.headers,
         body: &bytes,
-        user,
-        groups: &[],
+        user: &route.identity.user,
+        groups: &route.identity.groups,
         incident,
     });
     proxy
