@@ -104,6 +104,17 @@ impl From<Verdict> for Inspection {
 /// and never block on I/O.
 pub trait Inspector: Send + Sync + 'static {
     fn inspect(&self, req: &InspectRequest<'_>) -> Inspection;
+
+    /// Decides on a tunnel to a discover-only app (no body to inspect):
+    /// `Some(message)` refuses the CONNECT with 403 and that message.
+    fn refuse_tunnel(
+        &self,
+        _app: &App,
+        _user: &str,
+        _groups: &[String],
+    ) -> Option<(String, String)> {
+        None
+    }
 }
 
 /// Forwards everything: the seam with nothing behind it.
@@ -152,7 +163,7 @@ impl PolicyInspector {
 
 impl Inspector for PolicyInspector {
     fn inspect(&self, req: &InspectRequest<'_>) -> Inspection {
-        use crate::policy::{family, render, Action, Found, Subject};
+        use crate::policy::{family, Action, Found, Subject};
         let findings = self.engine.scan(req.body);
         let counts = tally(&findings);
         let found: Vec<Found<'_>> = counts
@@ -201,16 +212,33 @@ impl Inspector for PolicyInspector {
                 self.notice(req, decision, &ruling, &families, rule.as_deref())
             }
         };
-        let _ = render;
         Inspection {
             verdict,
             findings: counts,
             rule,
         }
     }
+
+    fn refuse_tunnel(&self, app: &App, user: &str, groups: &[String]) -> Option<(String, String)> {
+        self.app_block(app, user, groups)
+    }
 }
 
 impl PolicyInspector {
+    /// App-level `block` rules apply to discover-only apps at CONNECT time.
+    pub fn app_block(&self, app: &App, user: &str, groups: &[String]) -> Option<(String, String)> {
+        let (action, rule) = self.policy.app_level_action(app, user, groups)?;
+        (action == crate::policy::Action::Block).then(|| {
+            let template = rule
+                .message
+                .as_deref()
+                .unwrap_or("lantern: {app} is not allowed here. Incident {incident}.");
+            let incident = crate::audit::incident_id();
+            let message = crate::policy::render(template, &app.name, "", &incident, "");
+            (rule.name.clone(), message)
+        })
+    }
+
     /// A block or coach response in the client's format.
     fn notice(
         &self,

@@ -208,6 +208,8 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         engine,
         policy,
     } = load_all(path)?;
+    // Taken before serving: a change from here on triggers a reload.
+    let files = fingerprint(&config, path);
     let paths = config.ca_paths();
     let (ca, loaded) = CertificateAuthority::load_or_create(&paths.cert, &paths.key)
         .context("loading the lantern CA")?;
@@ -250,6 +252,7 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             proxy.clone(),
             path.map(Path::to_path_buf),
             ack_base,
+            files,
         ));
         proxy::run(proxy, listeners, shutdown_signal()).await?;
         tracing::info!("lantern stopped");
@@ -257,45 +260,106 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// On SIGHUP, reloads catalog (and rules) as `check` validates them and
-/// swaps them in atomically; on any problem the old set stays in force.
-/// Listener addresses and limits are read at start-up only.
-async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>, ack_base: String) {
+/// How often loaded files are checked for changes.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads catalog, detector rules and policy on SIGHUP and whenever one
+/// of the loaded files changes: validated as `check` does, then swapped in
+/// atomically; on any problem the old set stays in force. Listener
+/// addresses and limits are read at start-up only.
+async fn reload_on_sighup(
+    proxy: Arc<Proxy>,
+    path: Option<std::path::PathBuf>,
+    ack_base: String,
+    mut seen: Fingerprint,
+) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload disabled");
-            return;
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(_) => {
+            tracing::warn!("cannot listen for SIGHUP; reloading on file change only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
         };
-        while hangup.recv().await.is_some() {
-            let reloads = &proxy.metrics.policy_reloads;
-            match load_all(path.as_deref()) {
-                Ok(loaded) => {
-                    let apps = loaded.catalog.apps().len();
-                    let inspector = Arc::new(PolicyInspector::new(
-                        Arc::new(loaded.engine),
-                        Arc::new(loaded.policy),
-                        proxy.acks.clone(),
-                        &ack_base,
-                    ));
-                    proxy.swap_rules(Arc::new(loaded.catalog), inspector);
-                    reloads.with_label_values(&["ok"]).inc();
-                    tracing::info!(apps, "reloaded rules");
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        let reason = tokio::select! {
+            _ = hup => "SIGHUP",
+            _ = tick.tick() => {
+                let now = fingerprint(&proxy.config, path.as_deref());
+                if now == seen {
+                    continue;
                 }
-                Err(problems) => {
-                    reloads.with_label_values(&["error"]).inc();
-                    for problem in &problems.0 {
-                        tracing::error!(%problem, "reload failed; the previous rules stay in force");
-                    }
-                }
+                seen = now;
+                "file change"
+            }
+        };
+        reload(&proxy, path.as_deref(), &ack_base, reason);
+    }
+}
+
+fn reload(proxy: &Arc<Proxy>, path: Option<&Path>, ack_base: &str, reason: &str) {
+    let reloads = &proxy.metrics.policy_reloads;
+    match load_all(path) {
+        Ok(loaded) => {
+            let apps = loaded.catalog.apps().len();
+            let inspector = Arc::new(PolicyInspector::new(
+                Arc::new(loaded.engine),
+                Arc::new(loaded.policy),
+                proxy.acks.clone(),
+                ack_base,
+            ));
+            proxy.swap_rules(Arc::new(loaded.catalog), inspector);
+            reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(apps, reason, "reloaded rules and policy");
+        }
+        Err(problems) => {
+            reloads.with_label_values(&["error"]).inc();
+            for problem in &problems.0 {
+                tracing::error!(%problem, reason, "reload failed; the previous rules stay in force");
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = (proxy, path, ack_base);
+}
+
+/// Modification time and length of every file a reload reads.
+type Fingerprint = Vec<(std::path::PathBuf, Option<(std::time::SystemTime, u64)>)>;
+
+fn fingerprint(
+    config: &Config,
+    path: Option<&Path>,
+) -> Vec<(std::path::PathBuf, Option<(std::time::SystemTime, u64)>)> {
+    let mut files: Vec<std::path::PathBuf> = path.map(Path::to_path_buf).into_iter().collect();
+    files.extend(config.policy.clone());
+    if let Some(dir) = &config.rules_dir {
+        files.push(dir.join("apps.yaml"));
+        for sub in [dir.join("detectors"), dir.join("detectors/words")] {
+            if let Ok(entries) = std::fs::read_dir(&sub) {
+                let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+                names.sort();
+                files.extend(names);
+            }
+        }
     }
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (f, meta)
+        })
+        .collect()
 }
 
 /// Resolves on SIGINT or SIGTERM.

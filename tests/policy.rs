@@ -318,3 +318,30 @@ async fn audit_events(upstream: &Upstream, n: usize) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+#[tokio::test]
+async fn app_level_block_refuses_tunnels_to_discover_only_apps() {
+    let upstream = Upstream::start().await;
+    let policy = "rules:\n  - name: no image generators\n    when: {apps: {categories: [image], sanctioned: false}}\n    action: block\n    message: \"{app} is not approved. Use the company image tool.\"\n";
+    let lantern = Lantern::start_with_policy(&upstream, policy).await;
+    let mut stream = tokio::net::TcpStream::connect(lantern.proxy_addr)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(
+            b"CONNECT www.midjourney.com:443 HTTP/1.1\r\nHost: www.midjourney.com:443\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut reply = vec![0u8; 1024];
+    let n = stream.read(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(reply.contains("Midjourney is not approved"), "{reply}");
+    let events = audit_events(&upstream, 1).await;
+    assert_eq!(events[0]["app"], "midjourney");
+    assert_eq!(events[0]["decision"], "block");
+    assert_eq!(events[0]["rule"], "no image generators");
+    lantern.stop().await;
+}

@@ -64,6 +64,36 @@ pub async fn handle(
             Response::new(empty())
         }
         app => {
+            if let Some(app) = &app {
+                let refused =
+                    proxy
+                        .rules()
+                        .inspector
+                        .refuse_tunnel(app, &identity.user, &identity.groups);
+                if let Some((rule, message)) = refused {
+                    info!(app = %app.id, %target, %rule, decision = "block", "tunnel refused by policy");
+                    proxy
+                        .metrics
+                        .requests
+                        .with_label_values(&[&app.id, "block"])
+                        .inc();
+                    proxy.audit.record(tunnel_event(
+                        &app,
+                        &identity,
+                        peer,
+                        &target,
+                        "block",
+                        Some(rule),
+                        403,
+                    ));
+                    let mut response = text_response(StatusCode::FORBIDDEN, message);
+                    response.headers_mut().insert(
+                        super::forward::DECISION_HEADER,
+                        http::HeaderValue::from_static("block"),
+                    );
+                    return response;
+                }
+            }
             // Connect first, so the client learns of a dead upstream as a
             // 502/504 rather than as a tunnel that closes at once.
             let upstream = match proxy
@@ -91,25 +121,9 @@ pub async fn handle(
                     .with_label_values(&[app_label, "tunnel"])
                     .inc();
                 info!(app = app_label, %target, decision = "tunnel", "discovered AI app (not inspected)");
-                proxy.audit.record(audit::Event {
-                    ts: audit::now_rfc3339(),
-                    id: audit::incident_id(),
-                    client_ip: peer.ip().to_canonical(),
-                    user: identity.user.clone(),
-                    app: app.id.clone(),
-                    vendor: app.vendor.clone(),
-                    sanctioned: app.sanctioned,
-                    host: target.host.clone(),
-                    method: "CONNECT".into(),
-                    path: String::new(),
-                    decision: "tunnel".into(),
-                    rule: None,
-                    findings: Vec::new(),
-                    req_bytes: 0,
-                    status: 200,
-                    latency_ms: 0,
-                    justification: None,
-                });
+                proxy.audit.record(tunnel_event(
+                    app, &identity, peer, &target, "tunnel", None, 200,
+                ));
             }
             let span = tracing::info_span!("tunnel", app = app_label, %target);
             let proxy2 = proxy.clone();
@@ -201,5 +215,36 @@ async fn intercept(
     };
     if let Err(e) = result {
         debug!(error = %e, "intercepted connection ended with an error");
+    }
+}
+
+/// The audit event for a CONNECT to a discover-only app.
+fn tunnel_event(
+    app: &App,
+    identity: &Identity,
+    peer: SocketAddr,
+    target: &Target,
+    decision: &str,
+    rule: Option<String>,
+    status: u16,
+) -> audit::Event {
+    audit::Event {
+        ts: audit::now_rfc3339(),
+        id: audit::incident_id(),
+        client_ip: peer.ip().to_canonical(),
+        user: identity.user.clone(),
+        app: app.id.clone(),
+        vendor: app.vendor.clone(),
+        sanctioned: app.sanctioned,
+        host: target.host.clone(),
+        method: "CONNECT".into(),
+        path: String::new(),
+        decision: decision.into(),
+        rule,
+        findings: Vec::new(),
+        req_bytes: 0,
+        status,
+        latency_ms: 0,
+        justification: None,
     }
 }

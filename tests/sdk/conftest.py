@@ -37,7 +37,11 @@ rules:
 
 
 def pytest_sessionstart(session):
-    lantern_bin()  # fail the whole run at once, clearly, if the binary is missing
+    # Fail the whole run at once, clearly, if the binary is missing.
+    try:
+        lantern_bin()
+    except RuntimeError as e:
+        pytest.exit(str(e), returncode=2)
 
 
 @pytest.fixture(scope="session")

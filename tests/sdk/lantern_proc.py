@@ -26,10 +26,10 @@ _PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 def lantern_bin() -> Path:
+    """$LANTERN_BIN (as given, relative to the current directory), else the
+    repo's target/debug/lantern."""
     configured = os.environ.get("LANTERN_BIN")
-    path = Path(configured) if configured else REPO_ROOT / "target" / "debug" / "lantern"
-    if not path.is_absolute():
-        path = REPO_ROOT / path
+    path = Path(configured).resolve() if configured else REPO_ROOT / "target" / "debug" / "lantern"
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise RuntimeError(
             f"lantern binary not found or not executable at {path}; "

@@ -6,7 +6,7 @@ import pytest
 from conftest import AWS_KEY, EMAIL, FAKE_API_KEY
 from mock_upstream import REPLY
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-test-model"  # any name: the mock answers, and the SDK warns on no deprecation
 
 
 def ask(client, prompt):

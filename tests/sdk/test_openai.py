@@ -4,7 +4,7 @@ blocked before they leave, file uploads (multipart) pass and are inspected."""
 import openai
 import pytest
 
-from conftest import AWS_KEY, FAKE_API_KEY, SDK_TIMEOUT
+from conftest import AWS_KEY, FAKE_API_KEY
 from mock_upstream import REPLY
 
 MODEL = "gpt-4o-mini"
@@ -78,14 +78,3 @@ def test_file_upload_with_credentials_is_blocked(openai_client, mock):
     assert AWS_KEY not in caught.value.response.text
     assert mock.requests == []
 
-
-def test_env_proxy_and_ssl_cert_file(lantern, mock, monkeypatch):
-    """The README's zero-code setup: HTTPS_PROXY + SSL_CERT_FILE, default client."""
-    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "SSL_CERT_DIR", "https_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", lantern.proxy_url)
-    monkeypatch.setenv("SSL_CERT_FILE", str(lantern.ca_file))
-    with openai.OpenAI(api_key=FAKE_API_KEY, max_retries=0, timeout=SDK_TIMEOUT) as client:
-        completion = chat(client, "hello through the environment")
-    assert completion.choices[0].message.content == REPLY
-    assert mock.only("/v1/chat/completions").json()["messages"][0]["content"] == "hello through the environment"
