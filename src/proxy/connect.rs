@@ -78,7 +78,7 @@ pub async fn handle(
                         .with_label_values(&[&app.id, "block"])
                         .inc();
                     proxy.audit.record(tunnel_event(
-                        &app,
+                        app,
                         &identity,
                         peer,
                         &target,
