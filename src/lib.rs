@@ -22,6 +22,7 @@
 //! - [`action`]: block/coach responses in each provider's error shape, coaching page, acknowledgements.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
+//! - [`rules`]: load and reload config, catalog, detectors and policy as one set.
 //! - [`diag`]: `file:line:col` problem reports.
 
 pub mod action;
@@ -36,5 +37,6 @@ pub mod inspect;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod rules;
 pub mod scan;
 pub mod tls;
