@@ -280,13 +280,14 @@ impl PolicyInspector {
             Decision::Coach => "lantern: this request to {app} contains {detectors}. If you need to send it, give a reason at {ack_link} and then retry. Incident {incident}.",
             _ => "lantern blocked this request to {app}: it contains {detectors}. Remove them and try again. Incident {incident}.",
         });
-        let message = crate::policy::render(
-            template,
-            &req.app.name,
-            &names,
-            req.incident,
-            ack_link.as_deref().unwrap_or(""),
-        );
+        let shape = Shape::for_request(req.app, req.headers);
+        // A page shows the link as a button; the text need not spell it out.
+        let link_text = match shape {
+            Shape::Html => "the link below",
+            _ => ack_link.as_deref().unwrap_or(""),
+        };
+        let message =
+            crate::policy::render(template, &req.app.name, &names, req.incident, link_text);
         let notice = Notice {
             brand: &self.policy.coach.brand,
             app: &req.app.name,

@@ -23,7 +23,7 @@ pub fn escape(s: &str) -> String {
 }
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2430}\
-main{max-width:40rem;margin:3rem auto;background:#fff;border-radius:12px;padding:2rem 2.5rem;box-shadow:0 2px 12px #0002}\
+main{overflow-wrap:anywhere;max-width:40rem;margin:3rem auto;background:#fff;border-radius:12px;padding:2rem 2.5rem;box-shadow:0 2px 12px #0002}\
 h1{font-size:1.4rem;margin-top:0}.tag{display:inline-block;padding:.1rem .6rem;border-radius:999px;font-size:.85rem;font-weight:600}\
 .block{background:#fde2e1;color:#8a1c17}.coach{background:#fff1d6;color:#7a4b00}.ok{background:#dff5e3;color:#1d5e2a}\
 ul{padding-left:1.2rem}code{background:#eef0f3;padding:.05rem .3rem;border-radius:4px}\
