@@ -70,3 +70,19 @@ proptest! {
         check(&input);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Windows around candidates find what running every regex over the
+    /// whole input finds.
+    #[test]
+    fn windowed_scan_equals_naive_scan(input in near_misses()) {
+        let windowed = engine().scan(&input);
+        let naive = engine().scan_naive(&input);
+        prop_assert_eq!(windowed.len(), naive.len());
+        for (a, b) in windowed.iter().zip(&naive) {
+            prop_assert_eq!((&a.detector, a.start, a.end), (&b.detector, b.start, b.end));
+        }
+    }
+}

@@ -283,6 +283,21 @@ impl Engine {
         self.resolve(input, raw)
     }
 
+    /// The naive baseline: every pattern's regex over the whole input, with
+    /// the same confirmation and resolution. Same findings as [`Engine::scan`],
+    /// far slower; kept for benchmarks and differential tests.
+    #[doc(hidden)]
+    pub fn scan_naive(&self, input: &[u8]) -> Vec<Finding> {
+        let mut raw = Vec::new();
+        for i in 0..self.probes.len() {
+            self.run_probe(i, input, 0, input.len(), &mut None, &mut raw);
+        }
+        for d in &self.dictionaries {
+            d.scan(input, |s, e| self.confirm(d.rule, input, s, e, &mut raw));
+        }
+        self.resolve(input, raw)
+    }
+
     /// The keyword pass: wakes probes, merges their windows, runs regexes.
     fn candidates(&self, hay: &[u8], raw: &mut Vec<Raw>) {
         let Some(ac) = &self.keywords else { return };
