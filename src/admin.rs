@@ -90,12 +90,30 @@ async fn route(
 }
 
 /// GET shows the form; POST records the justification and grants the retry.
+/// A POST body is read (bounded) before anything is answered, so a refusal
+/// never leaves unread bytes on a keep-alive connection.
 async fn acknowledge(
     proxy: &Proxy,
     peer: std::net::SocketAddr,
     token: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let method = req.method().clone();
+    let form = if method == Method::POST {
+        match Limited::new(req.into_body(), MAX_FORM_BYTES).collect().await {
+            Ok(body) => Some(body.to_bytes()),
+            Err(_) => {
+                let mut response =
+                    text_response(StatusCode::PAYLOAD_TOO_LARGE, "lantern: form too large");
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                return response;
+            }
+        }
+    } else {
+        None
+    };
     let claim = match proxy.acks.key.verify(token) {
         Ok(claim) => claim,
         Err(e) => {
@@ -106,23 +124,14 @@ async fn acknowledge(
             );
         }
     };
-    match *req.method() {
-        Method::GET | Method::HEAD => html(ack_form_page(
+    match (method, form) {
+        (Method::GET | Method::HEAD, _) => html(ack_form_page(
             "lantern",
             &claim.app,
             &claim.detectors,
             &claim.incident,
         )),
-        Method::POST => {
-            let form = match Limited::new(req.into_body(), MAX_FORM_BYTES)
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes(),
-                Err(_) => {
-                    return text_response(StatusCode::PAYLOAD_TOO_LARGE, "lantern: form too large")
-                }
-            };
+        (Method::POST, Some(form)) => {
             let justification: String = form_urlencoded::parse(&form)
                 .find(|(k, _)| k == "justification")
                 .map(|(_, v)| v.trim().chars().take(MAX_JUSTIFICATION).collect())
@@ -135,40 +144,46 @@ async fn acknowledge(
             }
             proxy.acks.grants.grant(&claim);
             info!(app = %claim.app, incident = %claim.incident, "coach acknowledged");
-            proxy.audit.record(audit::Event {
-                ts: audit::now_rfc3339(),
-                id: claim.incident.clone(),
-                client_ip: peer.ip().to_canonical(),
-                user: claim.user.clone(),
-                app: claim.app.clone(),
-                vendor: String::new(),
-                sanctioned: false,
-                host: String::new(),
-                method: "POST".into(),
-                path: "/ack".into(),
-                decision: "ack".into(),
-                rule: None,
-                findings: claim
-                    .detectors
-                    .iter()
-                    .map(|(d, n)| audit::FindingCount {
-                        detector: d.clone(),
-                        severity: String::new(),
-                        count: *n,
-                    })
-                    .collect(),
-                req_bytes: form.len() as u64,
-                status: 200,
-                latency_ms: 0,
-                justification: Some(justification),
-            });
-            html(ack_done_page(
-                "lantern",
-                &claim.app,
-                claim.ttl.div_ceil(3600),
-            ))
+            proxy.audit.record(ack_event(peer, &claim, form.len(), justification));
+            html(ack_done_page("lantern", &claim.app, claim.ttl.div_ceil(3600)))
         }
         _ => text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    }
+}
+
+/// The audit event of an acknowledgement, with the person's justification.
+fn ack_event(
+    peer: std::net::SocketAddr,
+    claim: &crate::action::ack::Claim,
+    form_bytes: usize,
+    justification: String,
+) -> audit::Event {
+    audit::Event {
+        ts: audit::now_rfc3339(),
+        id: claim.incident.clone(),
+        client_ip: peer.ip().to_canonical(),
+        user: claim.user.clone(),
+        app: claim.app.clone(),
+        vendor: String::new(),
+        sanctioned: false,
+        host: String::new(),
+        method: "POST".into(),
+        path: "/ack".into(),
+        decision: "ack".into(),
+        rule: None,
+        findings: claim
+            .detectors
+            .iter()
+            .map(|(d, n)| audit::FindingCount {
+                detector: d.clone(),
+                severity: String::new(),
+                count: *n,
+            })
+            .collect(),
+        req_bytes: form_bytes as u64,
+        status: 200,
+        latency_ms: 0,
+        justification: Some(justification),
     }
 }
 

@@ -83,12 +83,8 @@ def test_coach_ack_then_retry_passes(coach_lantern, mock):
         gemini.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="lantern bug: the admin listener answers a refused /ack POST without reading its body "
-    "and without `Connection: close`, then sometimes drops the keep-alive connection, so the "
-    "client's next request on it fails with 'Server disconnected without sending a response'",
-)
+# Regression: a refused /ack POST used to be answered before its body was
+# read, which could drop the keep-alive connection under the client.
 def test_refused_ack_post_keeps_connection_usable(lantern):
     with httpx.Client(trust_env=False, timeout=10) as web:
         for _ in range(30):
