@@ -105,7 +105,12 @@ impl<'s, 'l> Out<'s, 'l> {
     /// Every string value under `v` (not member names).
     pub fn all_strings(&mut self, role: Role, v: &Json<'_>, ptr: &str) {
         match &v.kind {
-            Kind::Str(s) if !binary_data_url(s) => self.str(role, v, ptr),
+            Kind::Str(s) if s.starts_with("data:") => {
+                if !binary_data_url(s) && !self.data_url(Role::File, v, ptr, None) {
+                    self.str(role, v, ptr);
+                }
+            }
+            Kind::Str(_) => self.str(role, v, ptr),
             Kind::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     self.all_strings(role, item, &json::pointer_at(ptr, i));
@@ -136,19 +141,17 @@ impl<'s, 'l> Out<'s, 'l> {
     }
 
     /// A `data:` URL string: its text when the media type is text-like.
-    pub fn data_url(&mut self, role: Role, v: &Json<'_>, ptr: &str, name: Option<&str>) {
-        let Some(s) = v.as_str() else { return };
+    pub fn data_url(&mut self, role: Role, v: &Json<'_>, ptr: &str, name: Option<&str>) -> bool {
+        let Some(s) = v.as_str() else { return false };
         let Some(rest) = s.strip_prefix("data:") else {
-            return;
+            return false;
         };
         let Some((meta, _)) = rest.split_once(',') else {
-            return;
+            return false;
         };
         let start = 5 + meta.len() + 1;
         let mime = meta.split(';').next().unwrap_or("");
-        if meta.ends_with(";base64") {
-            self.base64_in(role, v, ptr, start..s.len(), Some(mime), name);
-        }
+        meta.ends_with(";base64") && self.base64_in(role, v, ptr, start..s.len(), Some(mime), name)
     }
 
     fn base64_in(
@@ -159,20 +162,20 @@ impl<'s, 'l> Out<'s, 'l> {
         range: Range<usize>,
         mime: Option<&str>,
         name: Option<&str>,
-    ) {
-        let Some(s) = v.as_str() else { return };
+    ) -> bool {
+        let Some(s) = v.as_str() else { return false };
         let encoded = &s.as_bytes()[range.clone()];
         if !maybe_text(mime, name) {
-            return;
+            return false;
         }
         let Some(bytes) = base64_decode(encoded) else {
-            return;
+            return false;
         };
-        if !text_like(mime, name, &bytes) {
-            return;
+        if bytes.is_empty() || !text_like(mime, name, &bytes) {
+            return false;
         }
         let Ok(text) = String::from_utf8(bytes) else {
-            return;
+            return false;
         };
         let chain = self.chain([
             Layer {
@@ -186,6 +189,7 @@ impl<'s, 'l> Out<'s, 'l> {
         ]);
         let location = self.location(ptr);
         self.sink.push(role, location, text, chain, self.rewritable);
+        true
     }
 
     /// A string that holds a JSON document of its own (web clients): reads
@@ -517,11 +521,12 @@ fn sniff_text(bytes: &[u8]) -> bool {
             .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
 }
 
-/// `data:image/png;base64,...` and other non-text data URLs: not prompts.
+/// `data:image/png;base64,...` and other binary data URLs: not prompts.
 fn binary_data_url(s: &str) -> bool {
     s.strip_prefix("data:")
         .and_then(|rest| rest.split([';', ',']).next())
-        .is_some_and(|mime| !text_mime(&mime.to_ascii_lowercase()))
+        .map(str::to_ascii_lowercase)
+        .is_some_and(|mime| binary_mime(&mime) || mime == "application/octet-stream")
 }
 
 #[cfg(test)]
