@@ -105,12 +105,13 @@ impl<'s, 'l> Out<'s, 'l> {
     /// Every string value under `v` (not member names).
     pub fn all_strings(&mut self, role: Role, v: &Json<'_>, ptr: &str) {
         match &v.kind {
-            Kind::Str(s) if s.starts_with("data:") => {
-                if !binary_data_url(s) && !self.data_url(Role::File, v, ptr, None) {
+            // Binary data URLs are skipped; text ones are read as files.
+            Kind::Str(s) => {
+                let data = s.starts_with("data:");
+                if !(data && (binary_data_url(s) || self.data_url(Role::File, v, ptr, None))) {
                     self.str(role, v, ptr);
                 }
             }
-            Kind::Str(_) => self.str(role, v, ptr),
             Kind::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     self.all_strings(role, item, &json::pointer_at(ptr, i));
