@@ -25,7 +25,8 @@ struct Corpus {
 fn chat(target: usize) -> (Vec<u8>, usize) {
     let prose = "Please review the quarterly figures for the EMEA region and draft a short \
                  summary for the board; contact jane.doe@example.com with questions. ";
-    let mut messages = vec![json!({"role": "system", "content": "You are a careful financial analyst."})];
+    let mut messages =
+        vec![json!({"role": "system", "content": "You are a careful financial analyst."})];
     let mut size = 100;
     let mut turn = 0;
     while size < target {
@@ -42,7 +43,10 @@ fn chat(target: usize) -> (Vec<u8>, usize) {
 
 fn corpora() -> Vec<Corpus> {
     let mut json_headers = http::HeaderMap::new();
-    json_headers.insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+    json_headers.insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().unwrap(),
+    );
     let (small, small_n) = chat(4 << 10);
     let (large, large_n) = chat(1 << 20);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -91,7 +95,12 @@ fn bench(c: &mut Criterion) {
     let corpora = corpora();
     for corpus in &corpora {
         let x = extract(&request(corpus), &limits).expect("extract");
-        assert_eq!(x.segments.len(), corpus.segments, "{}: segment count", corpus.name);
+        assert_eq!(
+            x.segments.len(),
+            corpus.segments,
+            "{}: segment count",
+            corpus.name
+        );
         eprintln!(
             "{}: {} bytes on the wire, {} decoded, {} segments",
             corpus.name,
@@ -104,14 +113,25 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     for corpus in &corpora {
         group.throughput(Throughput::Bytes(corpus.decoded_len as u64));
-        group.bench_with_input(BenchmarkId::new("extract", corpus.name), corpus, |b, corpus| {
-            b.iter(|| extract(&request(corpus), &limits).expect("extract"))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("extract", corpus.name),
+            corpus,
+            |b, corpus| b.iter(|| extract(&request(corpus), &limits).expect("extract")),
+        );
         // The rest of inspection: the engine over every extracted segment.
         let x = extract(&request(corpus), &limits).expect("extract");
-        group.bench_with_input(BenchmarkId::new("scan_segments", corpus.name), &x, |b, x| {
-            b.iter(|| x.segments.iter().map(|s| engine.scan(s.text.as_bytes()).len()).sum::<usize>())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("scan_segments", corpus.name),
+            &x,
+            |b, x| {
+                b.iter(|| {
+                    x.segments
+                        .iter()
+                        .map(|s| engine.scan(s.text.as_bytes()).len())
+                        .sum::<usize>()
+                })
+            },
+        );
     }
     group.finish();
 }
