@@ -100,14 +100,18 @@ async fn acknowledge(
 ) -> Response<Body> {
     let method = req.method().clone();
     let form = if method == Method::POST {
-        match Limited::new(req.into_body(), MAX_FORM_BYTES).collect().await {
+        match Limited::new(req.into_body(), MAX_FORM_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => Some(body.to_bytes()),
             Err(_) => {
                 let mut response =
                     text_response(StatusCode::PAYLOAD_TOO_LARGE, "lantern: form too large");
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
                 return response;
             }
         }
@@ -144,8 +148,14 @@ async fn acknowledge(
             }
             proxy.acks.grants.grant(&claim);
             info!(app = %claim.app, incident = %claim.incident, "coach acknowledged");
-            proxy.audit.record(ack_event(peer, &claim, form.len(), justification));
-            html(ack_done_page("lantern", &claim.app, claim.ttl.div_ceil(3600)))
+            proxy
+                .audit
+                .record(ack_event(peer, &claim, form.len(), justification));
+            html(ack_done_page(
+                "lantern",
+                &claim.app,
+                claim.ttl.div_ceil(3600),
+            ))
         }
         _ => text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }

@@ -15,6 +15,8 @@
 //!   forwarding, upstream client, shutdown.
 //! - [`tls`]: the lantern CA, leaf minting and caching, upstream trust.
 //! - [`inspect`]: the seam where an intercepted request meets judgement.
+//! - [`extract`]: provider-aware prompt extraction (which fields are the
+//!   prompt, files, attachments) and in-place redaction rewrite.
 //! - [`detect`]: the detection engine (`Engine::scan`), knows nothing of HTTP.
 //! - [`scan`]: `lantern scan`, the engine over files and stdin.
 //! - [`audit`]: JSON-lines audit events, written off the request path.
@@ -32,6 +34,7 @@ pub mod catalog;
 pub mod config;
 pub mod detect;
 pub mod diag;
+pub mod extract;
 pub mod identity;
 pub mod inspect;
 pub mod metrics;
