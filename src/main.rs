@@ -175,6 +175,10 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             Arc::new(policy),
             proxy.acks.clone(),
             &ack_base,
+        )
+        .with_limits(
+            proxy.config.inspect.max_body_bytes,
+            proxy.config.inspect.on_oversize,
         );
         proxy.swap_rules(catalog, Arc::new(inspector));
         tokio::spawn(lantern::rules::watch(

@@ -135,12 +135,18 @@ pub fn reload(proxy: &Arc<Proxy>, path: Option<&Path>, ack_base: &str, reason: &
     match load_all(path) {
         Ok(loaded) => {
             let apps = loaded.catalog.apps().len();
-            let inspector = Arc::new(PolicyInspector::new(
-                Arc::new(loaded.engine),
-                Arc::new(loaded.policy),
-                proxy.acks.clone(),
-                ack_base,
-            ));
+            let inspector = Arc::new(
+                PolicyInspector::new(
+                    Arc::new(loaded.engine),
+                    Arc::new(loaded.policy),
+                    proxy.acks.clone(),
+                    ack_base,
+                )
+                .with_limits(
+                    loaded.config.inspect.max_body_bytes,
+                    loaded.config.inspect.on_oversize,
+                ),
+            );
             proxy.swap_rules(Arc::new(loaded.catalog), inspector);
             reloads.with_label_values(&["ok"]).inc();
             tracing::info!(apps, reason, "reloaded rules and policy");

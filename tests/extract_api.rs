@@ -341,3 +341,16 @@ fn role_and_location_names_are_stable() {
     assert_eq!(Location::FormField("q".into()).to_string(), "form:q");
     assert_eq!(Location::Body.to_string(), "body");
 }
+
+#[test]
+fn unexpected_shape_for_a_known_endpoint_falls_back_to_every_string() {
+    // The ChatGPT web reader expects messages[].content.parts[]; a body of
+    // another shape must still be read, or it would be a way around inspection.
+    let h = headers(&[("content-type", "application/json")]);
+    let body = br#"{"prompt_v2":{"text":"my key is in here"}}"#;
+    let request = req("chatgpt.com", "/backend-api/conversation", &h, body);
+    let extracted = extract(&request, &Limits::default()).unwrap();
+    assert_eq!(extracted.provider, "chatgpt-web");
+    let texts: Vec<&str> = extracted.segments.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, vec!["my key is in here"]);
+}

@@ -18,6 +18,11 @@ pub(crate) struct Sink<'l> {
 }
 
 impl<'l> Sink<'l> {
+    /// Segments collected so far.
+    pub(crate) fn len(&self) -> usize {
+        self.segments.len()
+    }
+
     pub fn new(limits: &'l Limits) -> Self {
         Sink {
             limits,
@@ -253,10 +258,15 @@ pub(crate) fn read(
                 || route.json.is_some()));
     if json_like {
         if let Ok(doc) = json::parse(&text) {
-            let mut out = Out::new(sink, base, !malformed);
-            match route.json {
-                Some(reader) => reader(&doc, &mut out),
-                None => generic::json(&doc, &mut out),
+            let before = sink.len();
+            if let Some(reader) = route.json {
+                reader(&doc, &mut Out::new(sink, base.clone(), !malformed));
+            }
+            // A body the provider reader finds nothing in (an unexpected
+            // shape, a new endpoint) is read generically: an unfamiliar
+            // field must not be a way around inspection.
+            if sink.len() == before {
+                generic::json(&doc, &mut Out::new(sink, base, !malformed));
             }
             return Ok(());
         }

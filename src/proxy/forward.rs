@@ -355,10 +355,14 @@ async fn inspect(
     }
     match inspection.verdict {
         Verdict::Forward(_) => Ok(full(bytes)),
-        Verdict::Rewrite(_, rewritten) => {
+        Verdict::Rewrite(_, rewritten, encoding) => {
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+            match encoding {
+                Some(encoding) => parts.headers.insert(header::CONTENT_ENCODING, encoding),
+                None => parts.headers.remove(header::CONTENT_ENCODING),
+            };
             Ok(full(rewritten))
         }
         Verdict::Respond(d, response) => {

@@ -1,148 +1,49 @@
-//! The inspection seam: where an intercepted request, body in hand, meets
-//! lantern's judgement before anything is sent upstream.
-//!
-//! The proxy buffers the body (up to `inspect.max_body_bytes`) and calls an
-//! [`Inspector`]; extraction, detection and policy live behind it and know
-//! nothing about sockets.
+//! The judge behind the seam: extraction (what the person typed) →
+//! detection (what is sensitive in it) → policy (what to do) → action (the
+//! response, or the rewritten body).
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Response, Uri};
+use tracing::debug;
 
+use super::{Decision, InspectRequest, Inspection, Inspector, Verdict};
+use crate::action::ack::{unix_now, Acks, Claim};
+use crate::action::{respond, Notice, Shape};
 use crate::audit::FindingCount;
 use crate::catalog::App;
+use crate::config::FailMode;
+use crate::detect::{Engine, Finding, Severity};
+use crate::extract::{self, Extracted, Redaction, Role};
+use crate::policy::{family, render, Action, Found, Policy, Ruling, Subject};
 
-/// What lantern decided for one request. Also the `decision` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Decision {
-    /// Forwarded, nothing to note.
-    Allow,
-    /// Forwarded, findings recorded.
-    Log,
-    /// Stopped with a coaching message the person can act on.
-    Coach,
-    /// Forwarded with sensitive spans masked.
-    Redact,
-    /// Stopped.
-    Block,
-}
+const BLOCK_MESSAGE: &str = "lantern blocked this request to {app}: it contains {detectors}. Remove them and try again. Incident {incident}.";
+const COACH_MESSAGE: &str = "lantern: this request to {app} contains {detectors}. If you need to send it, give a reason at {ack_link} and then retry. Incident {incident}.";
+const UNINSPECTABLE_MESSAGE: &str = "lantern could not inspect this request to {app} (body too large or undecodable) and did not send it. Incident {incident}.";
 
-impl Decision {
-    /// The stable lowercase name (metric label, audit, headers).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Log => "log",
-            Decision::Coach => "coach",
-            Decision::Redact => "redact",
-            Decision::Block => "block",
-        }
-    }
-}
-
-/// An intercepted request with its complete body.
-#[derive(Debug)]
-pub struct InspectRequest<'a> {
-    /// The catalog app the host belongs to.
-    pub app: &'a App,
-    /// The client's address.
-    pub client: IpAddr,
-    pub method: &'a Method,
-    /// Absolute URI of the request (`https://host/path?query`).
-    pub uri: &'a Uri,
-    pub headers: &'a HeaderMap,
-    /// The body exactly as the client sent it (still content-encoded).
-    pub body: &'a Bytes,
-    /// Who: the authenticated user, else the client address.
-    pub user: &'a str,
-    pub groups: &'a [String],
-    /// The incident id this request's audit event and notices carry.
-    pub incident: &'a str,
-}
-
-/// The inspector's answer.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Forward the request unchanged.
-    Forward(Decision),
-    /// Forward with this body instead (redaction); lantern fixes the length.
-    Rewrite(Decision, Bytes),
-    /// Answer the client with this response; nothing goes upstream.
-    Respond(Decision, Response<Bytes>),
-}
-
-impl Verdict {
-    /// The decision carried by this verdict.
-    pub fn decision(&self) -> Decision {
-        match self {
-            Verdict::Forward(d) | Verdict::Rewrite(d, _) | Verdict::Respond(d, _) => *d,
-        }
-    }
-}
-
-/// The inspector's full answer: the verdict plus what was found (detector
-/// ids and counts, never values) and which policy rule decided.
-#[derive(Debug)]
-pub struct Inspection {
-    pub verdict: Verdict,
-    pub findings: Vec<FindingCount>,
-    pub rule: Option<String>,
-}
-
-impl From<Verdict> for Inspection {
-    fn from(verdict: Verdict) -> Self {
-        Inspection {
-            verdict,
-            findings: Vec::new(),
-            rule: None,
-        }
-    }
-}
-
-/// Judges intercepted requests. Called on the request path: keep it fast
-/// and never block on I/O.
-pub trait Inspector: Send + Sync + 'static {
-    fn inspect(&self, req: &InspectRequest<'_>) -> Inspection;
-
-    /// Decides on a tunnel to a discover-only app (no body to inspect):
-    /// `Some(message)` refuses the CONNECT with 403 and that message.
-    fn refuse_tunnel(
-        &self,
-        _app: &App,
-        _user: &str,
-        _groups: &[String],
-    ) -> Option<(String, String)> {
-        None
-    }
-}
-
-/// Forwards everything: the seam with nothing behind it.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AllowAll;
-
-impl Inspector for AllowAll {
-    fn inspect(&self, _req: &InspectRequest<'_>) -> Inspection {
-        Verdict::Forward(Decision::Allow).into()
-    }
-}
-
-/// The full judgement: detection engine, then policy, then the action's
-/// response. Coach decisions already acknowledged by the same user for the
-/// same app and detector families pass as `log`.
+/// Detection, policy and actions, compiled once per reload.
 pub struct PolicyInspector {
-    engine: std::sync::Arc<crate::detect::Engine>,
-    policy: std::sync::Arc<crate::policy::Policy>,
-    acks: std::sync::Arc<crate::action::ack::Acks>,
+    engine: Arc<Engine>,
+    policy: Arc<Policy>,
+    acks: Arc<Acks>,
     /// Base of acknowledgement links, e.g. `http://127.0.0.1:9464`.
     ack_base: String,
+    limits: extract::Limits,
+    /// What to do with a body extraction cannot read (zip bomb, garbage).
+    on_uninspectable: FailMode,
+}
+
+/// One finding located in one extracted segment.
+struct Located {
+    segment: usize,
+    finding: Finding,
 }
 
 impl PolicyInspector {
     pub fn new(
-        engine: std::sync::Arc<crate::detect::Engine>,
-        policy: std::sync::Arc<crate::policy::Policy>,
-        acks: std::sync::Arc<crate::action::ack::Acks>,
+        engine: Arc<Engine>,
+        policy: Arc<Policy>,
+        acks: Arc<Acks>,
         default_ack_base: &str,
     ) -> Self {
         let ack_base = policy
@@ -157,21 +58,85 @@ impl PolicyInspector {
             policy,
             acks,
             ack_base,
+            limits: extract::Limits::default(),
+            on_uninspectable: FailMode::Closed,
         }
+    }
+
+    /// Decompression bound and the fail mode for bodies that cannot be read.
+    pub fn with_limits(mut self, max_decoded_bytes: u64, on_uninspectable: FailMode) -> Self {
+        self.limits.max_decoded_bytes = max_decoded_bytes;
+        self.on_uninspectable = on_uninspectable;
+        self
+    }
+
+    /// App-level `block` rules apply to discover-only apps at CONNECT time.
+    pub fn app_block(&self, app: &App, user: &str, groups: &[String]) -> Option<(String, String)> {
+        let (action, rule) = self.policy.app_level_action(app, user, groups)?;
+        (action == Action::Block).then(|| {
+            let template = rule
+                .message
+                .as_deref()
+                .unwrap_or("lantern: {app} is not allowed here. Incident {incident}.");
+            let incident = crate::audit::incident_id();
+            (
+                rule.name.clone(),
+                render(template, &app.name, "", &incident, ""),
+            )
+        })
+    }
+
+    /// Extracts the prompt and scans every segment the person wrote or
+    /// attached (model replies in the history are skipped).
+    fn scan(
+        &self,
+        req: &InspectRequest<'_>,
+    ) -> Result<(Option<Extracted>, Vec<Located>), extract::Error> {
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = req.uri.host().unwrap_or("");
+        let request = extract::Request {
+            host,
+            method: req.method,
+            path,
+            headers: req.headers,
+            body: req.body,
+        };
+        let extracted = extract::extract(&request, &self.limits)?;
+        debug!(
+            provider = extracted.provider,
+            endpoint = extracted.endpoint,
+            segments = extracted.segments.len(),
+            "extracted"
+        );
+        let mut located = Vec::new();
+        for (segment, seg) in extracted.segments.iter().enumerate() {
+            if seg.role == Role::Assistant {
+                continue;
+            }
+            located.extend(
+                self.engine
+                    .scan(seg.text.as_bytes())
+                    .into_iter()
+                    .map(|finding| Located { segment, finding }),
+            );
+        }
+        Ok((Some(extracted), located))
     }
 }
 
 impl Inspector for PolicyInspector {
     fn inspect(&self, req: &InspectRequest<'_>) -> Inspection {
-        use crate::policy::{family, Action, Found, Subject};
-        let findings = self.engine.scan(req.body);
-        let counts = tally(&findings);
+        let (extracted, located) = match self.scan(req) {
+            Ok(scanned) => scanned,
+            Err(e) => return self.uninspectable(req, &e),
+        };
+        let findings: Vec<&Finding> = located.iter().map(|l| &l.finding).collect();
+        let counts = tally(findings.iter().copied());
         let found: Vec<Found<'_>> = counts
             .iter()
             .map(|c| Found {
                 detector: &c.detector,
-                severity: crate::detect::Severity::parse(&c.severity)
-                    .unwrap_or(crate::detect::Severity::Low),
+                severity: Severity::parse(&c.severity).unwrap_or(Severity::Low),
                 count: c.count,
             })
             .collect();
@@ -203,14 +168,32 @@ impl Inspector for PolicyInspector {
         let decision = action.decision();
         let verdict = match action {
             Action::Allow | Action::Log => Verdict::Forward(decision),
-            Action::Redact => match redact_raw(req, &findings) {
-                Some(body) => Verdict::Rewrite(decision, body),
-                // Cannot rewrite an encoded body safely: stop it instead.
-                None => self.notice(req, Decision::Block, &ruling, &families, rule.as_deref()),
-            },
-            Action::Coach | Action::Block => {
-                self.notice(req, decision, &ruling, &families, rule.as_deref())
+            Action::Redact => {
+                let redactions: Vec<Redaction<'_>> = located
+                    .iter()
+                    .filter(|l| {
+                        ruling
+                            .matched
+                            .iter()
+                            .any(|m| m.detector == l.finding.detector())
+                    })
+                    .map(|l| Redaction {
+                        segment: l.segment,
+                        start: l.finding.start,
+                        end: l.finding.end,
+                        detector: l.finding.detector(),
+                    })
+                    .collect();
+                match extracted.as_ref().map(|e| e.rewrite(&redactions)) {
+                    Some(Ok(rewritten)) => {
+                        Verdict::Rewrite(decision, rewritten.body, rewritten.content_encoding)
+                    }
+                    // A body that cannot be rewritten safely is stopped instead.
+                    _ => self.notice(req, Decision::Block, &ruling, &families, BLOCK_MESSAGE),
+                }
             }
+            Action::Coach => self.notice(req, decision, &ruling, &families, COACH_MESSAGE),
+            Action::Block => self.notice(req, decision, &ruling, &families, BLOCK_MESSAGE),
         };
         Inspection {
             verdict,
@@ -225,18 +208,32 @@ impl Inspector for PolicyInspector {
 }
 
 impl PolicyInspector {
-    /// App-level `block` rules apply to discover-only apps at CONNECT time.
-    pub fn app_block(&self, app: &App, user: &str, groups: &[String]) -> Option<(String, String)> {
-        let (action, rule) = self.policy.app_level_action(app, user, groups)?;
-        (action == crate::policy::Action::Block).then(|| {
-            let template = rule
-                .message
-                .as_deref()
-                .unwrap_or("lantern: {app} is not allowed here. Incident {incident}.");
-            let incident = crate::audit::incident_id();
-            let message = crate::policy::render(template, &app.name, "", &incident, "");
-            (rule.name.clone(), message)
-        })
+    /// A body extraction could not read: forwarded or refused per the fail mode.
+    fn uninspectable(&self, req: &InspectRequest<'_>, error: &extract::Error) -> Inspection {
+        tracing::warn!(app = %req.app.id, %error, "request body could not be inspected");
+        let rule = Some(format!("uninspectable: {error}"));
+        let verdict = match self.on_uninspectable {
+            FailMode::Open => Verdict::Forward(Decision::Log),
+            FailMode::Closed => {
+                let message = render(UNINSPECTABLE_MESSAGE, &req.app.name, "", req.incident, "");
+                let notice = Notice {
+                    brand: &self.policy.coach.brand,
+                    app: &req.app.name,
+                    message,
+                    detectors: &[],
+                    incident: req.incident,
+                    ack_link: None,
+                    help_url: self.policy.coach.help_url.as_deref(),
+                };
+                let shape = Shape::for_request(req.app, req.headers);
+                Verdict::Respond(Decision::Block, respond(Decision::Block, shape, &notice))
+            }
+        };
+        Inspection {
+            verdict,
+            findings: Vec::new(),
+            rule,
+        }
     }
 
     /// A block or coach response in the client's format.
@@ -244,11 +241,10 @@ impl PolicyInspector {
         &self,
         req: &InspectRequest<'_>,
         decision: Decision,
-        ruling: &crate::policy::Ruling<'_, '_>,
+        ruling: &Ruling<'_, '_>,
         families: &[&str],
-        _rule: Option<&str>,
+        default_template: &str,
     ) -> Verdict {
-        use crate::action::{ack::Claim, respond, Notice, Shape};
         let detectors: Vec<(String, u32)> = ruling
             .matched
             .iter()
@@ -271,70 +267,37 @@ impl PolicyInspector {
                 families: families.iter().map(|f| f.to_string()).collect(),
                 detectors: detectors.clone(),
                 incident: req.incident.to_string(),
-                expires: crate::action::ack::unix_now() + ttl.max(3600),
+                expires: unix_now() + ttl.max(3600),
                 ttl,
             });
             format!("{}/ack/{token}", self.ack_base)
         });
-        let template = ruling.rule.and_then(|r| r.message.as_deref()).unwrap_or(match decision {
-            Decision::Coach => "lantern: this request to {app} contains {detectors}. If you need to send it, give a reason at {ack_link} and then retry. Incident {incident}.",
-            _ => "lantern blocked this request to {app}: it contains {detectors}. Remove them and try again. Incident {incident}.",
-        });
+        let template = ruling
+            .rule
+            .and_then(|r| r.message.as_deref())
+            .unwrap_or(default_template);
         let shape = Shape::for_request(req.app, req.headers);
         // A page shows the link as a button; the text need not spell it out.
         let link_text = match shape {
             Shape::Html => "the link below",
             _ => ack_link.as_deref().unwrap_or(""),
         };
-        let message =
-            crate::policy::render(template, &req.app.name, &names, req.incident, link_text);
         let notice = Notice {
             brand: &self.policy.coach.brand,
             app: &req.app.name,
-            message,
+            message: render(template, &req.app.name, &names, req.incident, link_text),
             detectors: &detectors,
             incident: req.incident,
             ack_link: ack_link.as_deref(),
             help_url: self.policy.coach.help_url.as_deref(),
         };
-        Verdict::Respond(
-            decision,
-            respond(decision, Shape::for_request(req.app, req.headers), &notice),
-        )
+        Verdict::Respond(decision, respond(decision, shape, &notice))
     }
-}
-
-/// Replaces each finding's span in an identity-encoded body with
-/// `[REDACTED:<detector>]`. `None` when the body is content-encoded.
-/// (Provider-aware extraction will rewrite decoded prompt fields instead.)
-fn redact_raw(req: &InspectRequest<'_>, findings: &[crate::detect::Finding]) -> Option<Bytes> {
-    if req
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return None;
-    }
-    let mut spans: Vec<&crate::detect::Finding> = findings.iter().collect();
-    spans.sort_by_key(|f| f.start);
-    let mut out = Vec::with_capacity(req.body.len());
-    let mut at = 0;
-    for f in spans {
-        if f.start < at || f.end > req.body.len() {
-            continue;
-        }
-        out.extend_from_slice(&req.body[at..f.start]);
-        out.extend_from_slice(format!("[REDACTED:{}]", f.detector()).as_bytes());
-        at = f.end;
-    }
-    out.extend_from_slice(&req.body[at..]);
-    Some(Bytes::from(out))
 }
 
 /// Findings grouped by detector: count and highest severity, by detector id.
-pub fn tally(findings: &[crate::detect::Finding]) -> Vec<FindingCount> {
-    let mut by_detector: std::collections::BTreeMap<&str, (crate::detect::Severity, u32)> =
-        std::collections::BTreeMap::new();
+pub fn tally<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Vec<FindingCount> {
+    let mut by_detector: BTreeMap<&str, (Severity, u32)> = BTreeMap::new();
     for f in findings {
         let entry = by_detector.entry(f.detector()).or_insert((f.severity, 0));
         entry.0 = entry.0.max(f.severity);
@@ -353,6 +316,9 @@ pub fn tally(findings: &[crate::detect::Finding]) -> Vec<FindingCount> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::App;
+    use bytes::Bytes;
+    use http::{HeaderMap, Method, Uri};
     use std::sync::Arc;
 
     fn inspector(policy: &str) -> PolicyInspector {
@@ -445,7 +411,7 @@ mod tests {
             ),
             EMAILS,
         );
-        let Verdict::Rewrite(Decision::Redact, body) = inspection.verdict else {
+        let Verdict::Rewrite(Decision::Redact, body, _) = inspection.verdict else {
             panic!("not redacted")
         };
         let text = String::from_utf8(body.to_vec()).unwrap();
