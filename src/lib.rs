@@ -16,7 +16,10 @@
 //! - [`inspect`]: the seam where an intercepted request meets judgement.
 //! - [`detect`]: the detection engine (`Engine::scan`), knows nothing of HTTP.
 //! - [`scan`]: `lantern scan`, the engine over files and stdin.
-//! - [`audit`]: JSON-lines audit events, written off the request path.
+//! - [`audit`]: JSON-lines audit events, written off the request path;
+//!   size rotation and reopen for logrotate.
+//! - [`report`]: `lantern report`, usage summaries from audit files
+//!   (text, JSON, CSV, self-contained HTML).
 //! - [`metrics`]: every Prometheus metric.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
 //! - [`diag`]: `file:line:col` problem reports.
@@ -30,5 +33,6 @@ pub mod diag;
 pub mod inspect;
 pub mod metrics;
 pub mod proxy;
+pub mod report;
 pub mod scan;
 pub mod tls;
