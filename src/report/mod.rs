@@ -63,14 +63,18 @@ pub fn run_at(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let report = build(&opts.audit, opts.since, now)?;
-    match opts.format {
-        Format::Text => text::write(&report, out),
-        Format::Json => json::write(&report, out),
-        Format::Csv => csv::write(&report, out),
-        Format::Html => html::write(&report, out),
-    }
-    .context("cannot write the report")?;
-    out.flush().context("cannot write the report")
+    render(&report, opts.format, out).context("cannot write the report")
+}
+
+/// Writes a built report in one format.
+pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+    match format {
+        Format::Text => text::write(report, out),
+        Format::Json => json::write(report, out),
+        Format::Csv => csv::write(report, out),
+        Format::Html => html::write(report, out),
+    }?;
+    out.flush()
 }
 
 /// Reads and aggregates the files into a [`Report`].
