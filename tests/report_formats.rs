@@ -235,7 +235,7 @@ fn text_has_every_section_and_no_raw_escape_sequences() {
         "people         6: 5 used shadow AI",
         "Apps",
         "People and groups per app",
-        "groups: finance 3 (1 people), eng 1 (1 people)",
+        "groups: finance 3 (1 person), eng 1 (1 person)",
         "Findings by detector",
         "Decisions",
         "Top risky people",

@@ -516,7 +516,7 @@ impl Accumulator {
                 first_event: self.first.map(rfc3339),
                 last_event: self.last.map(rfc3339),
                 window_start: window_start.map(rfc3339),
-                generated: rfc3339(now),
+                generated: rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
                 days: span,
             },
             inputs,

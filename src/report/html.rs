@@ -150,8 +150,9 @@ fn line_chart(days: &[String], series: &[(&str, &str, Vec<u64>)]) -> String {
         s,
         r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="requests per day">"#
     );
-    for k in 0..=4u64 {
-        let v = (y_max as u64) * k / 4;
+    // nice_max gives 5, 10, 20, 50, 100 …: five equal integer steps.
+    for k in 0..=5u64 {
+        let v = (y_max as u64) * k / 5;
         let _ = write!(
             s,
             r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eaeef2"/><text x="{}" y="{:.1}" text-anchor="end">{v}</text>"##,
@@ -208,7 +209,7 @@ fn line_chart(days: &[String], series: &[(&str, &str, Vec<u64>)]) -> String {
             height - 8.0,
             esc(name)
         );
-        lx += 24.0 + 8.0 * name.len() as f64;
+        lx += 36.0 + 7.5 * name.len() as f64;
     }
     s.push_str("</svg>");
     s

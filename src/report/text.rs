@@ -208,7 +208,15 @@ pub(super) fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             let groups: Vec<String> = a
                 .groups
                 .iter()
-                .map(|g| format!("{} {} ({} people)", clean(&g.group), g.requests, g.users))
+                .map(|g| {
+                    format!(
+                        "{} {} ({} {})",
+                        clean(&g.group),
+                        g.requests,
+                        g.users,
+                        if g.users == 1 { "person" } else { "people" }
+                    )
+                })
                 .collect();
             writeln!(out, "    groups: {}", groups.join(", "))?;
         }
