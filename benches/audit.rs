@@ -6,6 +6,7 @@
 //!   batches smaller than the queue, waiting (untimed) for the writer to
 //!   drain between batches, so no event is dropped and the figure is the
 //!   enqueue cost, not the cheaper drop path.
+//! - `audit/event_clone`: the event construction alone, to subtract.
 //! - `audit/writer_sustained`: events/s the writer thread sustains to a
 //!   file on disk (serialise, buffered append, flush per batch, **no
 //!   fsync**, no size rotation). The producer keeps the queue at most half
@@ -106,6 +107,8 @@ fn record(c: &mut Criterion) {
             timed
         })
     });
+    // The share of `record` that is building the event, for reference.
+    group.bench_function("event_clone", |b| b.iter(|| black_box(event.clone())));
     group.finish();
     drop(log);
     check(&m);

@@ -16,7 +16,7 @@ pub mod aggregate;
 mod csv;
 mod html;
 mod json;
-pub mod read;
+mod read;
 mod text;
 
 use std::io::Write;
@@ -37,6 +37,23 @@ pub enum Format {
     Json,
     Csv,
     Html,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    /// `text`, `json`, `csv` or `html`.
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            "html" => Ok(Format::Html),
+            other => Err(format!(
+                "unknown report format {other:?}: expected text, json, csv or html"
+            )),
+        }
+    }
 }
 
 /// What to report on and how.
