@@ -63,6 +63,7 @@ fn template() -> Event {
         req_bytes: 2048,
         status: 403,
         latency_ms: 3,
+        justification: None,
     }
 }
 

@@ -68,6 +68,9 @@ pub struct Event {
     pub req_bytes: u64,
     pub status: u16,
     pub latency_ms: u64,
+    /// What the person wrote when acknowledging a coach message (decision `ack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
 }
 
 /// How often one detector matched in a request.
@@ -448,6 +451,7 @@ mod tests {
             req_bytes: 10,
             status: 200,
             latency_ms: 3,
+            justification: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Print the argon2id hash of a password read from stdin (for identity.credentials).
+    HashPassword,
     /// Manage the lantern CA.
     Ca {
         #[command(subcommand)]

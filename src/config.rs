@@ -35,6 +35,9 @@ pub struct Config {
     pub rules_dir: Option<PathBuf>,
     /// Policy file. Default: bundled policy.
     pub policy: Option<PathBuf>,
+    /// HMAC key for acknowledgement tokens; shared by replicas. Created
+    /// (32 random bytes, mode 0600) if absent. Default `<data_dir>/ack.key`.
+    pub ack_key: Option<PathBuf>,
     /// Audit log settings.
     pub audit: AuditConfig,
     /// Which clients may use the proxy.
@@ -45,6 +48,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Body inspection limits.
     pub inspect: InspectConfig,
+    /// Who is asking: Basic auth, trusted header, network map.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 impl Default for Config {
@@ -56,11 +61,13 @@ impl Default for Config {
             ca: None,
             rules_dir: None,
             policy: None,
+            ack_key: None,
             audit: AuditConfig::default(),
             clients: ClientsConfig::default(),
             upstream: UpstreamConfig::default(),
             proxy: ProxyConfig::default(),
             inspect: InspectConfig::default(),
+            identity: crate::identity::IdentityConfig::default(),
         }
     }
 }
@@ -251,6 +258,13 @@ impl Config {
         })
     }
 
+    /// The acknowledgement key file, defaulting into the data dir.
+    pub fn ack_key_path(&self) -> PathBuf {
+        self.ack_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ack.key"))
+    }
+
     /// Audit destination path (`-` for stdout), defaulting into the data dir.
     pub fn audit_path(&self) -> PathBuf {
         self.audit
@@ -273,8 +287,10 @@ impl Config {
         for p in [
             &mut self.rules_dir,
             &mut self.policy,
+            &mut self.ack_key,
             &mut self.audit.path,
             &mut self.upstream.ca_file,
+            &mut self.identity.credentials,
         ]
         .into_iter()
         .flatten()

@@ -7,12 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use lantern::catalog::Catalog;
-use lantern::config::Config;
-use lantern::detect::Engine;
 use lantern::diag::Problems;
-use lantern::inspect::ScanInspector;
+use lantern::inspect::{AllowAll, PolicyInspector};
 use lantern::proxy::{self, Listeners, Proxy};
+use lantern::rules::{load_all, load_config, Loaded};
 use lantern::scan::{ScanFormat, ScanOptions};
 use lantern::tls::CertificateAuthority;
 
@@ -41,6 +39,7 @@ fn main() -> ExitCode {
             lines,
             rules,
         }),
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(code) => code,
@@ -65,66 +64,13 @@ fn init_tracing() {
         .init();
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, Problems> {
-    match path {
-        Some(path) => Config::load(path),
-        None => Ok(Config::embedded_defaults()),
-    }
-}
-
-/// What `run` loads at start and on reload; `check` validates the same.
-struct Loaded {
-    config: Config,
-    catalog: Catalog,
-    engine: Engine,
-}
-
-/// Loads config, catalog and detection rules, collecting every problem.
-fn load_all(path: Option<&Path>) -> Result<Loaded, Problems> {
-    let config = load_config(path)?;
-    let mut problems = Vec::new();
-    let catalog = Catalog::load(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
-    let engine = load_engine(config.rules_dir.as_deref()).map_err(|p| problems.extend(p.0));
-    match (catalog, engine) {
-        (Ok(catalog), Ok(engine)) => Ok(Loaded {
-            config,
-            catalog,
-            engine,
-        }),
-        _ => Err(Problems(problems)),
-    }
-}
-
-/// Detection rules from `<rules_dir>/detectors/`, or the bundled packs.
-fn load_engine(rules_dir: Option<&Path>) -> Result<Engine, Problems> {
-    let dir = rules_dir
-        .map(|d| d.join("detectors"))
-        .filter(|d| d.is_dir());
-    match &dir {
-        Some(dir) => Engine::from_dir(dir),
-        None => Engine::bundled(),
-    }
-    .map_err(|errors| {
-        Problems(
-            errors
-                .into_iter()
-                .map(|e| lantern::diag::Problem {
-                    file: e.file.into(),
-                    line: e.line.max(1),
-                    col: e.col.max(1),
-                    message: e.message,
-                })
-                .collect(),
-        )
-    })
-}
-
 fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = load_all(path)?;
     println!(
-        "ok: config valid, {} apps in catalog, {} detectors",
+        "ok: config valid, {} apps in catalog, {} detectors, {} policy rules",
         loaded.catalog.apps().len(),
-        loaded.engine.detector_ids().count()
+        loaded.engine.detector_ids().count(),
+        loaded.policy.rules.len()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -167,6 +113,17 @@ fn scan(opts: ScanOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads a password from the first line of stdin and prints its argon2id hash.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    let hash = lantern::identity::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_trust_hint(cert: &Path) {
     let cert = cert.display();
     eprintln!("Trust it with: curl --cacert {cert} …   |   SSL_CERT_FILE={cert} (Python, OpenSSL)   |   NODE_EXTRA_CA_CERTS={cert} (Node)");
@@ -178,7 +135,10 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         config,
         catalog,
         engine,
+        policy,
     } = load_all(path)?;
+    // Taken before serving: a change from here on triggers a reload.
+    let files = lantern::rules::fingerprint(&config, path);
     let paths = config.ca_paths();
     let (ca, loaded) = CertificateAuthority::load_or_create(&paths.cert, &paths.key)
         .context("loading the lantern CA")?;
@@ -207,49 +167,26 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             apps = catalog.apps().len(),
             "lantern listening"
         );
-        let inspector = Arc::new(ScanInspector::new(Arc::new(engine)));
-        let proxy = Proxy::new(config, Arc::new(catalog), Arc::new(ca), inspector)?;
-        tokio::spawn(reload_on_sighup(proxy.clone(), path.map(Path::to_path_buf)));
+        let ack_base = format!("http://{}", listeners.admin.local_addr()?);
+        let catalog = Arc::new(catalog);
+        let proxy = Proxy::new(config, catalog.clone(), Arc::new(ca), Arc::new(AllowAll))?;
+        let inspector = PolicyInspector::new(
+            Arc::new(engine),
+            Arc::new(policy),
+            proxy.acks.clone(),
+            &ack_base,
+        );
+        proxy.swap_rules(catalog, Arc::new(inspector));
+        tokio::spawn(lantern::rules::watch(
+            proxy.clone(),
+            path.map(Path::to_path_buf),
+            ack_base,
+            files,
+        ));
         proxy::run(proxy, listeners, shutdown_signal()).await?;
         tracing::info!("lantern stopped");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// On SIGHUP, reloads catalog (and rules) as `check` validates them and
-/// swaps them in atomically; on any problem the old set stays in force.
-/// Listener addresses and limits are read at start-up only.
-async fn reload_on_sighup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload disabled");
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            let reloads = &proxy.metrics.policy_reloads;
-            match load_all(path.as_deref()) {
-                Ok(loaded) => {
-                    let apps = loaded.catalog.apps().len();
-                    let inspector = Arc::new(ScanInspector::new(Arc::new(loaded.engine)));
-                    proxy.swap_rules(Arc::new(loaded.catalog), inspector);
-                    reloads.with_label_values(&["ok"]).inc();
-                    tracing::info!(apps, "reloaded rules");
-                }
-                Err(problems) => {
-                    reloads.with_label_values(&["error"]).inc();
-                    for problem in &problems.0 {
-                        tracing::error!(%problem, "reload failed; the previous rules stay in force");
-                    }
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (proxy, path);
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

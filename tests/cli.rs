@@ -361,3 +361,33 @@ async fn sighup_reloads_the_catalog_and_keeps_it_when_the_new_one_is_broken() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn changing_a_loaded_file_reloads_without_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let apps = dir.path().join("rules/apps.yaml");
+    std::fs::write(&apps, app_yaml("before")).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "default: log\n").unwrap();
+    let config =
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nrules_dir: rules\npolicy: policy.yaml\n";
+    let mut run = Running::start(dir.path(), config).await;
+    std::fs::write(&apps, app_yaml("after-the-change")).unwrap();
+    run.wait_for_metric("lantern_policy_reloads_total{result=\"ok\"}", 1.0)
+        .await;
+    // A policy naming an app that does not exist is refused and counted.
+    std::fs::write(
+        &policy,
+        "rules:\n  - {name: x, when: {apps: {ids: [no-such-app]}}, action: block}\n",
+    )
+    .unwrap();
+    run.wait_for_metric("lantern_policy_reloads_total{result=\"error\"}", 1.0)
+        .await;
+    run.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(30), run.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

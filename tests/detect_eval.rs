@@ -48,7 +48,7 @@ fn corpus_recall_and_precision_per_family() {
                 .unwrap_or_else(|| panic!("corpus line {}: label not in text", n + 1));
             let end = start + label.value.len();
             let hit = findings.iter().enumerate().find(|(i, f)| {
-                !used[*i] && *f.detector == *label.detector && f.start < end && start < f.end
+                !used[*i] && *f.detector == label.detector && f.start < end && start < f.end
             });
             let score = scores
                 .entry(family(&label.detector).to_string())

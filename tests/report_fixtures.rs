@@ -83,14 +83,18 @@ const FIRST: &[Row] = &[
     ),
 ];
 
-const FIRST_AFTER_BAD: &[Row] = &[(
-    "2025-03-02T14:00:00+02:00",
-    "bob",
-    "chatgpt-enterprise",
-    "allow",
-    &[],
-    Some(Some(&["eng"])),
-)];
+const FIRST_AFTER_BAD: &[Row] = &[
+    (
+        "2025-03-02T14:00:00+02:00",
+        "bob",
+        "chatgpt-enterprise",
+        "allow",
+        &[],
+        Some(Some(&["eng"])),
+    ),
+    // bob acknowledges the coach message of 10:00 (an admin listener event).
+    ("2025-03-01T10:30:00Z", "bob", "chatgpt", "ack", &[], None),
+];
 
 const SECOND: &[Row] = &[
     (
@@ -131,7 +135,11 @@ fn app(id: &str) -> (&'static str, bool, &'static str) {
 
 fn line(n: usize, row: &Row) -> String {
     let (ts, user, app_id, decision, findings, groups) = row;
-    let (vendor, sanctioned, host) = app(app_id);
+    let (vendor, sanctioned, host) = match *decision {
+        // As `admin.rs` writes them: no vendor, host or sanctioned flag.
+        "ack" => ("", false, ""),
+        _ => app(app_id),
+    };
     let status = match *decision {
         "block" | "coach" => 403,
         _ => 200,
@@ -157,12 +165,16 @@ fn line(n: usize, row: &Row) -> String {
     if let Some(groups) = groups {
         event["groups"] = json!(groups);
     }
+    if *decision == "ack" {
+        event["justification"] = json!("fixture justification");
+    }
     let mut s = serde_json::to_string(&event).unwrap();
     s.push('\n');
     s
 }
 
-/// `small.jsonl`: 8 events, a blank line (line 8) and a malformed one (line 9).
+/// `small.jsonl`: 9 events (the last an acknowledgement), a blank line
+/// (line 8) and a malformed one (line 9).
 pub fn small() -> String {
     let mut s = String::new();
     for (i, row) in FIRST.iter().enumerate() {
@@ -171,6 +183,7 @@ pub fn small() -> String {
     s += "\n";
     s += "{not json\n";
     s += &line(10, &FIRST_AFTER_BAD[0]);
+    s += &line(11, &FIRST_AFTER_BAD[1]);
     s
 }
 

@@ -48,7 +48,10 @@ fn json_totals_match_the_fixture_by_hand() {
     assert_eq!(r["period"]["first_event"], "2025-03-01T09:00:00Z");
     assert_eq!(r["period"]["last_event"], "2025-03-03T10:00:00Z");
     assert_eq!(r["period"]["days"], 3);
-    assert_eq!(r["inputs"]["events"], 11);
+    assert_eq!(r["inputs"]["events"], 12);
+    assert_eq!(t["acknowledged"], 1);
+    assert_eq!(r["apps"][0]["acknowledged"], 1);
+    assert_eq!(r["days"][0]["acknowledged"], 1);
     assert_eq!(r["inputs"]["malformed_lines"], 2);
 }
 
@@ -220,7 +223,7 @@ fn since_keeps_only_the_window() {
     let r = json(Some(std::time::Duration::from_secs(36 * 3600)));
     assert_eq!(r["period"]["window_start"], "2025-03-02T12:00:00Z");
     assert_eq!(r["inputs"]["events"], 5);
-    assert_eq!(r["inputs"]["outside_window"], 6);
+    assert_eq!(r["inputs"]["outside_window"], 7);
     assert_eq!(r["period"]["first_event"], "2025-03-02T12:00:00Z");
     assert_eq!(r["totals"]["requests"], 5);
 }

@@ -128,6 +128,7 @@ fn report_reads_every_file_the_rotating_writer_leaves() {
             req_bytes: 1,
             status: 200,
             latency_ms: 1,
+            justification: None,
         });
     }
     drop(log);

@@ -283,6 +283,21 @@ impl Engine {
         self.resolve(input, raw)
     }
 
+    /// The naive baseline: every pattern's regex over the whole input, with
+    /// the same confirmation and resolution. Same findings as [`Engine::scan`],
+    /// far slower; kept for benchmarks and differential tests.
+    #[doc(hidden)]
+    pub fn scan_naive(&self, input: &[u8]) -> Vec<Finding> {
+        let mut raw = Vec::new();
+        for i in 0..self.probes.len() {
+            self.run_probe(i, input, 0, input.len(), &mut None, &mut raw);
+        }
+        for d in &self.dictionaries {
+            d.scan(input, |s, e| self.confirm(d.rule, input, s, e, &mut raw));
+        }
+        self.resolve(input, raw)
+    }
+
     /// The keyword pass: wakes probes, merges their windows, runs regexes.
     fn candidates(&self, hay: &[u8], raw: &mut Vec<Raw>) {
         let Some(ac) = &self.keywords else { return };
@@ -307,6 +322,15 @@ impl Engine {
                     fresh_cluster = true;
                 }
             }
+            // A run of a one-byte keyword (`@@@@`) is one candidate.
+            let run_end = if m.len() == 1 && !on_digit {
+                s + hay[s..].iter().take_while(|&&b| b == hay[s]).count()
+            } else {
+                m.end()
+            };
+            if run_end > m.end() {
+                next = run_end;
+            }
             for t in &self.triggers[m.pattern()] {
                 let p = &self.probes[t.probe];
                 let end = if t.digits {
@@ -324,10 +348,11 @@ impl Engine {
                             continue;
                         }
                     }
-                    s + t.len
+                    (s + t.len).max(if t.len == 1 { run_end } else { 0 })
                 };
                 let ws = s.saturating_sub(p.before);
-                let we = extend_token(hay, (end + p.after).min(n));
+                // Window ends are pushed to a token end only when flushed.
+                let we = (end + p.after).min(n);
                 match &mut pending[t.probe] {
                     Some((_, pe)) if ws <= *pe => *pe = (*pe).max(we),
                     slot => {
@@ -358,6 +383,7 @@ impl Engine {
         raw: &mut Vec<Raw>,
     ) {
         let probe = &self.probes[idx];
+        let we = extend_token(hay, we);
         let locs = locs.get_or_insert_with(|| probe.regex.capture_locations());
         let window = &hay[..we];
         let mut at = ws;

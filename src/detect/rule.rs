@@ -379,6 +379,9 @@ impl<'a> Decoder<'a> {
                     rule.dictionary = Some(dict);
                 }
                 other => {
+                    if !has_inline {
+                        inline.pos = key_pos(node, other).unwrap_or(node.pos);
+                    }
                     has_inline = true;
                     self.pattern_field(&mut inline, other, value);
                 }
@@ -397,7 +400,7 @@ impl<'a> Decoder<'a> {
                     "use either `patterns:` or a single inline `regex:`, not both",
                 );
             }
-            self.finish_pattern(&inline, node.pos);
+            self.finish_pattern(&inline, inline.pos);
             rule.patterns.insert(0, inline);
         }
         if rule.patterns.is_empty() && rule.dictionary.is_none() {
@@ -513,6 +516,17 @@ impl<'a> Decoder<'a> {
                 None
             }
         }
+    }
+}
+
+/// Position of `key` in the mapping `node`.
+fn key_pos(node: &Node, key: &str) -> Option<Pos> {
+    match &node.value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k.pos),
+        _ => None,
     }
 }
 

@@ -22,7 +22,7 @@ pub enum Validator {
     UkNino,
     /// An IPv4 or IPv6 address that is worth reporting (not 0.0.0.0, not a netmask).
     Ip,
-    /// A phone number: 7-15 digits, not one repeated digit.
+    /// A phone number: 8-15 digits, not one repeated digit.
     Phone,
     /// An email address whose "TLD" is not a file extension (`icon@2x.png`).
     Email,
@@ -365,7 +365,21 @@ fn ip(value: &[u8]) -> bool {
 
 fn phone(value: &[u8]) -> bool {
     let ds: Vec<u8> = digits(value).collect();
-    (7..=15).contains(&ds.len()) && !ds.iter().all(|&d| d == ds[0])
+    // `+1 2024-01-15`: a date after a stray plus sign.
+    let has_date = value.windows(10).any(|w| {
+        w.iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+    });
+    // `+1 3.14159 10`: a decimal fraction, not a group of a phone number.
+    let has_fraction = value
+        .windows(6)
+        .any(|w| w[0] == b'.' && w[1..].iter().all(u8::is_ascii_digit));
+    (8..=15).contains(&ds.len()) && !ds.iter().all(|&d| d == ds[0]) && !has_date && !has_fraction
 }
 
 const FILE_EXTENSIONS: &[&str] = &[
@@ -582,6 +596,13 @@ mod tests {
         assert!(!ip(b"0.0.0.0"));
         assert!(!ip(b"12:30:45"));
         assert!(!ip(b"::1"));
+    }
+
+    #[test]
+    fn phone_is_not_a_date() {
+        assert!(phone(b"+44 20 7946 0958"));
+        assert!(!phone(b"+1 2024-01-15"));
+        assert!(!phone(b"+1 3.14159 10"));
     }
 
     #[test]

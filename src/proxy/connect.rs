@@ -19,11 +19,17 @@ use super::forward::{self, upstream_error_response, Route, Scheme};
 use super::{tunnel, Proxy, Target};
 use crate::audit;
 use crate::catalog::App;
+use crate::identity::Identity;
 use crate::metrics::NO_APP;
 
 /// Handles a `CONNECT` request: answers it and, on success, continues on
 /// the upgraded connection in a tracked task.
-pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    identity: Arc<Identity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(target) = req
         .uri()
         .authority()
@@ -47,7 +53,9 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
             proxy.tasks.spawn(
                 async move {
                     match hyper::upgrade::on(req).await {
-                        Ok(upgraded) => intercept(proxy2, peer, target, app, upgraded).await,
+                        Ok(upgraded) => {
+                            intercept(proxy2, peer, identity, target, app, upgraded).await
+                        }
                         Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
                     }
                 }
@@ -56,6 +64,36 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
             Response::new(empty())
         }
         app => {
+            if let Some(app) = &app {
+                let refused =
+                    proxy
+                        .rules()
+                        .inspector
+                        .refuse_tunnel(app, &identity.user, &identity.groups);
+                if let Some((rule, message)) = refused {
+                    info!(app = %app.id, %target, %rule, decision = "block", "tunnel refused by policy");
+                    proxy
+                        .metrics
+                        .requests
+                        .with_label_values(&[&app.id, "block"])
+                        .inc();
+                    proxy.audit.record(tunnel_event(
+                        app,
+                        &identity,
+                        peer,
+                        &target,
+                        "block",
+                        Some(rule),
+                        403,
+                    ));
+                    let mut response = text_response(StatusCode::FORBIDDEN, message);
+                    response.headers_mut().insert(
+                        super::forward::DECISION_HEADER,
+                        http::HeaderValue::from_static("block"),
+                    );
+                    return response;
+                }
+            }
             // Connect first, so the client learns of a dead upstream as a
             // 502/504 rather than as a tunnel that closes at once.
             let upstream = match proxy
@@ -83,24 +121,9 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
                     .with_label_values(&[app_label, "tunnel"])
                     .inc();
                 info!(app = app_label, %target, decision = "tunnel", "discovered AI app (not inspected)");
-                proxy.audit.record(audit::Event {
-                    ts: audit::now_rfc3339(),
-                    id: audit::incident_id(),
-                    client_ip: peer.ip().to_canonical(),
-                    user: peer.ip().to_canonical().to_string(),
-                    app: app.id.clone(),
-                    vendor: app.vendor.clone(),
-                    sanctioned: app.sanctioned,
-                    host: target.host.clone(),
-                    method: "CONNECT".into(),
-                    path: String::new(),
-                    decision: "tunnel".into(),
-                    rule: None,
-                    findings: Vec::new(),
-                    req_bytes: 0,
-                    status: 200,
-                    latency_ms: 0,
-                });
+                proxy.audit.record(tunnel_event(
+                    app, &identity, peer, &target, "tunnel", None, 200,
+                ));
             }
             let span = tracing::info_span!("tunnel", app = app_label, %target);
             let proxy2 = proxy.clone();
@@ -132,6 +155,7 @@ pub async fn handle(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
 async fn intercept(
     proxy: Arc<Proxy>,
     peer: SocketAddr,
+    identity: Arc<Identity>,
     target: Target,
     app: Arc<App>,
     upgraded: hyper::upgrade::Upgraded,
@@ -159,6 +183,7 @@ async fn intercept(
     };
     let route = Arc::new(Route {
         peer,
+        identity,
         scheme: Scheme::Https,
         target,
         app: Some(app),
@@ -190,5 +215,36 @@ async fn intercept(
     };
     if let Err(e) = result {
         debug!(error = %e, "intercepted connection ended with an error");
+    }
+}
+
+/// The audit event for a CONNECT to a discover-only app.
+fn tunnel_event(
+    app: &App,
+    identity: &Identity,
+    peer: SocketAddr,
+    target: &Target,
+    decision: &str,
+    rule: Option<String>,
+    status: u16,
+) -> audit::Event {
+    audit::Event {
+        ts: audit::now_rfc3339(),
+        id: audit::incident_id(),
+        client_ip: peer.ip().to_canonical(),
+        user: identity.user.clone(),
+        app: app.id.clone(),
+        vendor: app.vendor.clone(),
+        sanctioned: app.sanctioned,
+        host: target.host.clone(),
+        method: "CONNECT".into(),
+        path: String::new(),
+        decision: decision.into(),
+        rule,
+        findings: Vec::new(),
+        req_bytes: 0,
+        status,
+        latency_ms: 0,
+        justification: None,
     }
 }

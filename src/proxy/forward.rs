@@ -18,6 +18,7 @@ use super::{tunnel, Proxy, Target};
 use crate::audit::{self, FindingCount};
 use crate::catalog::App;
 use crate::config::FailMode;
+use crate::identity::Identity;
 use crate::inspect::{Decision, InspectRequest, Verdict};
 use crate::metrics::NO_APP;
 
@@ -52,6 +53,8 @@ impl Scheme {
 /// Where the requests of one client connection go.
 pub struct Route {
     pub peer: SocketAddr,
+    /// Who the client is (resolved once per connection or request).
+    pub identity: Arc<Identity>,
     pub scheme: Scheme,
     pub target: Target,
     /// The catalog app of the target host, if any.
@@ -109,7 +112,8 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
     let started = Instant::now();
     let method = req.method().to_string();
     let path = audit::path_only(req.uri().path_and_query().map_or("/", |p| p.as_str())).to_string();
-    let (mut response, outcome) = exchange(proxy, route, req).await;
+    let incident = audit::incident_id();
+    let (mut response, outcome) = exchange(proxy, route, req, &incident).await;
     proxy
         .metrics
         .requests
@@ -125,7 +129,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
             .with_label_values(&[&finding.detector, &app.id, outcome.decision])
             .inc_by(u64::from(finding.count));
     }
-    let id = audit::incident_id();
+    let id = incident;
     if outcome.decision != "allow" {
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(INCIDENT_HEADER, value);
@@ -135,7 +139,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         ts: audit::now_rfc3339(),
         id,
         client_ip: route.peer.ip().to_canonical(),
-        user: route.peer.ip().to_canonical().to_string(),
+        user: route.identity.user.clone(),
         app: app.id.clone(),
         vendor: app.vendor.clone(),
         sanctioned: app.sanctioned,
@@ -148,6 +152,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         req_bytes: outcome.req_bytes,
         status: response.status().as_u16(),
         latency_ms: started.elapsed().as_millis() as u64,
+        justification: None,
     });
     response
 }
@@ -157,6 +162,7 @@ async fn exchange(
     proxy: &Proxy,
     route: &Route,
     mut req: Request<Incoming>,
+    incident: &str,
 ) -> (Response<Body>, Outcome) {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -179,7 +185,17 @@ async fn exchange(
     let mut outcome = Outcome::new(Decision::Allow.as_str());
     outcome.req_bytes = content_length(&parts.headers).unwrap_or(0);
     let body = match route.app.as_ref().filter(|a| a.inspect) {
-        Some(app) => match inspect(proxy, route, app, &mut parts, incoming, &mut outcome).await {
+        Some(app) => match inspect(
+            proxy,
+            route,
+            app,
+            &mut parts,
+            incoming,
+            &mut outcome,
+            incident,
+        )
+        .await
+        {
             Ok(body) => body,
             Err(response) => return (response, outcome),
         },
@@ -269,6 +285,7 @@ async fn inspect(
     parts: &mut http::request::Parts,
     incoming: Incoming,
     outcome: &mut Outcome,
+    incident: &str,
 ) -> Result<Body, Response<Body>> {
     let cap = proxy.config.inspect.max_body_bytes;
     let buffered = read_bounded(incoming, cap).await.map_err(|e| {
@@ -321,6 +338,9 @@ async fn inspect(
         uri: &parts.uri,
         headers: &parts.headers,
         body: &bytes,
+        user: &route.identity.user,
+        groups: &route.identity.groups,
+        incident,
     });
     proxy
         .metrics

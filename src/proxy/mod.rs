@@ -45,6 +45,13 @@ pub enum Error {
     Tls(#[from] crate::tls::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Identity(#[from] crate::diag::Problems),
+    #[error("acknowledgement key {}: {source}", path.display())]
+    AckKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("audit log {}: {source}", path.display())]
     Audit {
         path: std::path::PathBuf,
@@ -74,6 +81,9 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
     pub audit: crate::audit::AuditLog,
+    /// Acknowledgement key and grants (the admin `/ack` endpoint and the policy share them).
+    pub acks: Arc<crate::action::ack::Acks>,
+    identities: Arc<crate::identity::Identities>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     connections: Arc<Semaphore>,
@@ -98,6 +108,15 @@ impl Proxy {
             path: audit_path.clone(),
             source,
         })?;
+        let ack_path = config.ack_key_path();
+        let key = crate::action::ack::AckKey::load_or_create(&ack_path).map_err(|source| {
+            Error::AckKey {
+                path: ack_path.clone(),
+                source,
+            }
+        })?;
+        let acks = Arc::new(crate::action::ack::Acks::new(key));
+        let identities = Arc::new(crate::identity::Identities::load(&config.identity)?);
         Ok(Arc::new(Proxy {
             config,
             rules: ArcSwap::from_pointee(Rules { catalog, inspector }),
@@ -105,6 +124,8 @@ impl Proxy {
             metrics,
             upstream,
             audit,
+            acks,
+            identities,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             connections,
@@ -171,14 +192,30 @@ impl Proxy {
         peer: SocketAddr,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> hyper::Response<body::Body> {
+        let identity = match self.identities.resolve(peer.ip(), req.headers()).await {
+            Ok(identity) => Arc::new(identity),
+            Err(e) => {
+                tracing::info!(client = %peer.ip(), reason = %e, "proxy authentication required");
+                let mut response = body::text_response(
+                    http::StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    format!("lantern: {e}"),
+                );
+                response.headers_mut().insert(
+                    http::header::PROXY_AUTHENTICATE,
+                    http::HeaderValue::from_static("Basic realm=\"lantern\""),
+                );
+                return response;
+            }
+        };
         if req.method() == http::Method::CONNECT {
-            return connect::handle(self, peer, req).await;
+            return connect::handle(self, peer, identity, req).await;
         }
         match Target::from_absolute_uri(req.uri()) {
             Some((forward::Scheme::Http, target)) => {
                 let app = self.rules().catalog.lookup(&target.host).cloned();
                 let route = forward::Route {
                     peer,
+                    identity,
                     scheme: forward::Scheme::Http,
                     target,
                     app,

@@ -33,6 +33,9 @@ pub struct Counts {
     pub blocked: u64,
     pub coached: u64,
     pub redacted: u64,
+    /// Coach messages acknowledged with a justification (decision `ack`
+    /// events; not requests, so not in `requests`).
+    pub acknowledged: u64,
 }
 
 impl Counts {
@@ -308,11 +311,24 @@ impl Accumulator {
         } else {
             r.client_ip.as_deref().unwrap_or("-")
         };
+        self.first = Some(self.first.map_or(ts, |t| t.min(ts)));
+        self.last = Some(self.last.map_or(ts, |t| t.max(ts)));
+        if r.decision == "ack" {
+            // An acknowledgement on the admin listener, not a request: its
+            // findings repeat the coached request's, its vendor is empty.
+            self.counts.acknowledged += 1;
+            entry(&mut self.apps, &r.app).counts.acknowledged += 1;
+            entry(&mut self.users, user).counts.acknowledged += 1;
+            let day = self
+                .days
+                .entry(ts.to_offset(UtcOffset::UTC).date())
+                .or_default();
+            day.counts.acknowledged += 1;
+            return;
+        }
         let matches: u64 = r.findings.iter().map(|f| f.count).sum();
         let decision = r.decision.as_str();
 
-        self.first = Some(self.first.map_or(ts, |t| t.min(ts)));
-        self.last = Some(self.last.map_or(ts, |t| t.max(ts)));
         self.counts.add(decision, matches);
         self.sanctioned += u64::from(r.sanctioned);
         self.req_bytes = self.req_bytes.saturating_add(r.req_bytes);
@@ -614,6 +630,28 @@ mod tests {
     }
 
     #[test]
+    fn acknowledgements_are_counted_apart_from_requests() {
+        let mut acc = Accumulator::default();
+        add(
+            &mut acc,
+            r#"{"ts":"2025-01-01T10:00:00Z","user":"bob","app":"a","vendor":"V","decision":"coach","findings":[{"detector":"pii.email","severity":"medium","count":1}]}"#,
+        );
+        add(
+            &mut acc,
+            r#"{"ts":"2025-01-01T10:05:00Z","user":"bob","app":"a","vendor":"","decision":"ack","findings":[{"detector":"pii.email","severity":"","count":1}],"justification":"customer asked"}"#,
+        );
+        let report = acc.finish(Inputs::default(), None, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(report.totals.counts.requests, 1);
+        assert_eq!(report.totals.counts.findings, 1);
+        assert_eq!(report.totals.counts.acknowledged, 1);
+        assert_eq!(report.apps[0].vendor, "V");
+        assert_eq!(report.apps[0].counts.acknowledged, 1);
+        assert_eq!(report.detectors[0].requests, 1);
+        assert_eq!(report.decisions.len(), 1);
+        assert_eq!(report.days[0].counts.acknowledged, 1);
+    }
+
+    #[test]
     fn risk_weighs_blocks_over_coaching_over_findings() {
         let c = Counts {
             requests: 10,
@@ -622,6 +660,7 @@ mod tests {
             blocked: 1,
             coached: 2,
             redacted: 1,
+            acknowledged: 2,
         };
         assert_eq!(c.risk(), 3 + 4 + 1 + 4);
     }

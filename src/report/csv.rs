@@ -63,7 +63,8 @@ impl Csv<'_> {
         self.row(section, key, subkey, "findings", c.findings)?;
         self.row(section, key, subkey, "blocked", c.blocked)?;
         self.row(section, key, subkey, "coached", c.coached)?;
-        self.row(section, key, subkey, "redacted", c.redacted)
+        self.row(section, key, subkey, "redacted", c.redacted)?;
+        self.row(section, key, subkey, "acknowledged", c.acknowledged)
     }
 }
 

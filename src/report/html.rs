@@ -317,6 +317,11 @@ pub(super) fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         ),
         "blocked / coached / redacted",
     );
+    card(
+        &mut h,
+        t.counts.acknowledged.to_string(),
+        "coach messages acknowledged",
+    );
     h.push_str("</div>");
 
     h.push_str("<h2>Sanctioned vs shadow</h2>");

@@ -155,8 +155,8 @@ pub(super) fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "  actions        {} blocked, {} coached, {} redacted",
-        t.counts.blocked, t.counts.coached, t.counts.redacted
+        "  actions        {} blocked, {} coached ({} acknowledged), {} redacted",
+        t.counts.blocked, t.counts.coached, t.counts.acknowledged, t.counts.redacted
     )?;
 
     writeln!(out)?;

@@ -31,7 +31,13 @@ use tokio::sync::{oneshot, Notify};
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// Hosts the upstream presents certificates for.
-pub const UPSTREAM_NAMES: &[&str] = &["api.openai.com", "example.test", "chatgpt.com"];
+pub const UPSTREAM_NAMES: &[&str] = &[
+    "api.openai.com",
+    "example.test",
+    "chatgpt.com",
+    "api.anthropic.com",
+    "generativelanguage.googleapis.com",
+];
 
 /// A throwaway certificate authority for the test upstream.
 pub struct TestCa {
@@ -317,6 +323,7 @@ pub struct Lantern {
     pub admin_addr: SocketAddr,
     pub ca_pem: String,
     pub recorder: Arc<Recorder>,
+    pub proxy: Arc<Proxy>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -332,6 +339,8 @@ pub fn base_config(upstream: &Upstream) -> Config {
     for (name, addr) in [
         ("api.openai.com:443", upstream.tls_addr),
         ("chatgpt.com:443", upstream.tls_addr),
+        ("api.anthropic.com:443", upstream.tls_addr),
+        ("generativelanguage.googleapis.com:443", upstream.tls_addr),
         ("example.test:443", upstream.tls_addr),
         ("example.test:80", upstream.plain_addr),
         ("api.openai.com:80", upstream.plain_addr),
@@ -366,6 +375,7 @@ impl Lantern {
         let proxy_addr = listeners.proxy.local_addr().unwrap();
         let admin_addr = listeners.admin.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
+        let handle = proxy.clone();
         let task = tokio::spawn(async move {
             proxy::run(proxy, listeners, async {
                 let _ = rx.await;
@@ -378,9 +388,34 @@ impl Lantern {
             admin_addr,
             ca_pem,
             recorder,
+            proxy: handle,
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// lantern with the real detection engine and `policy` (YAML) behind the seam.
+    pub async fn start_with_policy(upstream: &Upstream, policy: &str) -> Lantern {
+        let lantern = Lantern::start(upstream).await;
+        let proxy = lantern.proxy.clone();
+        let engine = lantern::detect::Engine::bundled().unwrap();
+        let detectors: Vec<String> = engine.detector_ids().map(String::from).collect();
+        let catalog = proxy.rules().catalog.clone();
+        let known = lantern::policy::Known {
+            app: &|id: &str| catalog.apps().iter().any(|a| a.id == id),
+            detectors: &detectors,
+        };
+        let policy =
+            lantern::policy::Policy::from_yaml(std::path::Path::new("policy.yaml"), policy, &known)
+                .unwrap();
+        let inspector = lantern::inspect::PolicyInspector::new(
+            Arc::new(engine),
+            Arc::new(policy),
+            proxy.acks.clone(),
+            &format!("http://{}", lantern.admin_addr),
+        );
+        proxy.swap_rules(catalog, Arc::new(inspector));
+        lantern
     }
 
     /// A reqwest client through lantern trusting `root_pem`.
