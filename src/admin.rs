@@ -173,6 +173,7 @@ fn ack_event(
         id: claim.incident.clone(),
         client_ip: peer.ip().to_canonical(),
         user: claim.user.clone(),
+        groups: Vec::new(),
         app: claim.app.clone(),
         vendor: String::new(),
         sanctioned: false,

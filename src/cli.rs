@@ -40,6 +40,21 @@ pub enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Shadow-AI usage summary from audit logs: apps, people, detectors, decisions, trend.
+    Report {
+        /// Audit files (plain or gzip'd); default: the configured audit log.
+        #[arg(long, num_args = 1..)]
+        audit: Vec<PathBuf>,
+        /// Only events newer than this (e.g. 7d, 24h).
+        #[arg(long)]
+        since: Option<humantime::Duration>,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "csv", "html"])]
+        format: String,
+        /// Path to lantern.yaml (to find the audit log).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print the argon2id hash of a password read from stdin (for identity.credentials).
     HashPassword,
     /// Manage the lantern CA.

@@ -81,11 +81,27 @@ pub struct CaConfig {
 }
 
 /// Audit log destination.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// JSON-lines file; `-` for stdout. Default `<data_dir>/audit.jsonl`.
     pub path: Option<PathBuf>,
+    /// Rotate the file before it passes this size (`100MiB`). Default: never
+    /// (leave rotation to logrotate and SIGHUP).
+    #[serde(deserialize_with = "optional_byte_size")]
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept (`audit.jsonl.1` …). Default 5.
+    pub keep: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: None,
+            max_bytes: None,
+            keep: 5,
+        }
+    }
 }
 
 /// Client access control: lantern is never an open proxy.
@@ -399,6 +415,10 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
             serde::de::Error::custom(format!("invalid size {s:?} (use e.g. 65536, 64KiB, 4MiB)"))
         }),
     }
+}
+
+fn optional_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    byte_size(d).map(Some)
 }
 
 fn parse_byte_size(s: &str) -> Option<u64> {

@@ -19,9 +19,12 @@
 //!   prompt, files, attachments) and in-place redaction rewrite.
 //! - [`detect`]: the detection engine (`Engine::scan`), knows nothing of HTTP.
 //! - [`scan`]: `lantern scan`, the engine over files and stdin.
-//! - [`audit`]: JSON-lines audit events, written off the request path.
 //! - [`policy`]: who may send what to which app; first matching rule wins.
 //! - [`action`]: block/coach responses in each provider's error shape, coaching page, acknowledgements.
+//! - [`audit`]: JSON-lines audit events, written off the request path;
+//!   size rotation and reopen for logrotate.
+//! - [`report`]: `lantern report`, usage summaries from audit files
+//!   (text, JSON, CSV, self-contained HTML).
 //! - [`metrics`]: every Prometheus metric.
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/ca.pem`.
 //! - [`rules`]: load and reload config, catalog, detectors and policy as one set.
@@ -40,6 +43,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod tls;

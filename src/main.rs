@@ -40,6 +40,12 @@ fn main() -> ExitCode {
             rules,
         }),
         Command::HashPassword => hash_password(),
+        Command::Report {
+            audit,
+            since,
+            format,
+            config,
+        } => report(audit, since.map(Into::into), &format, config.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -111,6 +117,27 @@ fn scan(opts: ScanOptions) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+fn report(
+    mut audit: Vec<std::path::PathBuf>,
+    since: Option<std::time::Duration>,
+    format: &str,
+    config: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    if audit.is_empty() {
+        audit.push(load_config(config)?.audit_path());
+    }
+    let opts = lantern::report::ReportOptions {
+        audit,
+        since,
+        format: format.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    lantern::report::run(&opts, &mut out)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads a password from the first line of stdin and prints its argon2id hash.

@@ -126,6 +126,10 @@ pub async fn watch(
                 "file change"
             }
         };
+        if reason == "SIGHUP" {
+            // logrotate moved the file: write to a fresh one at the path.
+            proxy.audit.reopen();
+        }
         reload(&proxy, path.as_deref(), &ack_base, reason);
     }
 }

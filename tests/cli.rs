@@ -391,3 +391,34 @@ async fn changing_a_loaded_file_reloads_without_a_signal() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn report_summarises_audit_logs_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/audit");
+    let plain = format!("{fixtures}/small.jsonl");
+    let gz = format!("{fixtures}/small-2.jsonl.gz");
+    let out = lantern(
+        &["report", "--audit", &plain, &gz, "--format", "json"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.is_object());
+    let out = lantern(
+        &["report", "--audit", &plain, "--format", "html"],
+        dir.path(),
+    );
+    let html = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        html.contains("<svg") && !html.contains("<script"),
+        "self-contained HTML with charts"
+    );
+    let out = lantern(&["report", "--audit", "missing.jsonl"], dir.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.jsonl"));
+}

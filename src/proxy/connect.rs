@@ -233,6 +233,7 @@ fn tunnel_event(
         id: audit::incident_id(),
         client_ip: peer.ip().to_canonical(),
         user: identity.user.clone(),
+        groups: identity.groups.clone(),
         app: app.id.clone(),
         vendor: app.vendor.clone(),
         sanctioned: app.sanctioned,

@@ -140,6 +140,7 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         id,
         client_ip: route.peer.ip().to_canonical(),
         user: route.identity.user.clone(),
+        groups: route.identity.groups.clone(),
         app: app.id.clone(),
         vendor: app.vendor.clone(),
         sanctioned: app.sanctioned,

@@ -100,9 +100,13 @@ impl Proxy {
         let connections = Arc::new(Semaphore::new(config.proxy.max_connections));
         let metrics = Arc::new(Metrics::new());
         let audit_path = config.audit_path();
-        let audit = crate::audit::AuditLog::open(
+        let audit = crate::audit::AuditLog::open_with(
             crate::audit::Destination::from_path(&audit_path),
             metrics.audit.clone(),
+            crate::audit::AuditOptions {
+                max_bytes: config.audit.max_bytes,
+                keep: config.audit.keep,
+            },
         )
         .map_err(|source| Error::Audit {
             path: audit_path.clone(),
