@@ -345,3 +345,46 @@ async fn app_level_block_refuses_tunnels_to_discover_only_apps() {
     assert_eq!(events[0]["rule"], "no image generators");
     lantern.stop().await;
 }
+
+#[tokio::test]
+async fn planted_secrets_never_reach_audit_metrics_or_responses() {
+    let upstream = Upstream::start().await;
+    let policy = r#"
+rules:
+  - {name: block aws, when: {detectors: [secret.aws_access_key]}, action: block}
+  - {name: coach github, when: {detectors: [secret.github_token]}, action: coach}
+  - {name: redact email, when: {detectors: [pii.email]}, action: redact}
+"#;
+    let lantern = Lantern::start_with_policy(&upstream, policy).await;
+    let client = lantern.client(&lantern.ca_pem, HttpVersion::Any);
+    const GITHUB: &str = "ghp_R7bXk2mQ9vLw4ZtY8nPc3HsJf6Dq1GaE5uKo";
+    const CARD: &str = "4111 1111 1111 1111";
+    let mut responses = String::new();
+    for prompt in [
+        format!("key {AWS_KEY}"),
+        format!("token {GITHUB}"),
+        format!("mail {EMAIL}"),
+        format!("card {CARD}"),
+    ] {
+        let url = "https://api.openai.com/v1/chat/completions?key=AIzaQueryStringSecret";
+        let resp = post(&client, url, chat(&prompt)).await;
+        responses.push_str(&format!("{:?}", resp.headers()));
+        let forwarded = resp.text().await.unwrap();
+        // Only the logged card prompt may come back (the upstream echoes nothing here: 404).
+        responses.push_str(&forwarded);
+    }
+    let events = audit_events(&upstream, 4).await;
+    let audit = std::fs::read_to_string(upstream.data_dir().join("audit.jsonl")).unwrap();
+    let (_, metrics) = lantern.admin_get("/metrics").await;
+    for secret in [AWS_KEY, GITHUB, EMAIL, "AIzaQueryStringSecret", "4111"] {
+        assert!(!audit.contains(secret), "audit log leaks {secret}");
+        assert!(!metrics.contains(secret), "metrics leak {secret}");
+        assert!(!responses.contains(secret), "a response leaks {secret}");
+    }
+    let decisions: Vec<&str> = events
+        .iter()
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, vec!["block", "coach", "redact", "log"]);
+    lantern.stop().await;
+}
