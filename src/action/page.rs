@@ -6,7 +6,8 @@ use crate::inspect::Decision;
 
 use super::Notice;
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content, quoted attribute values and SVG
+/// (XML); control characters other than newline and tab become U+FFFD.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -16,6 +17,7 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }

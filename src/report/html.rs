@@ -30,23 +30,7 @@ svg{max-width:100%;height:auto;font-size:12px}svg text{fill:#1f2328}
 .note{color:#57606a;font-size:.85rem}
 ";
 
-/// Escapes text for HTML element content and quoted attribute values
-/// (and SVG, which is XML).
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::action::escape as esc;
 
 fn severity_color(severity: &str) -> &'static str {
     match severity {
