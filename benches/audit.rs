@@ -47,6 +47,8 @@ fn template() -> Event {
         host: "chatgpt.com".into(),
         method: "POST".into(),
         path: "/backend-api/conversation".into(),
+        provider: None,
+        endpoint: None,
         decision: "coach".into(),
         rule: Some("nudge shadow AI towards the sanctioned tool".into()),
         findings: vec![

@@ -180,6 +180,8 @@ fn ack_event(
         host: String::new(),
         method: "POST".into(),
         path: "/ack".into(),
+        provider: None,
+        endpoint: None,
         decision: "ack".into(),
         rule: None,
         findings: claim

@@ -65,6 +65,11 @@ pub struct Event {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// API family and endpoint recognised by extraction (`openai`, `chat.completions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     pub decision: String,
     pub rule: Option<String>,
     pub findings: Vec<FindingCount>,
@@ -445,6 +450,8 @@ mod tests {
             host: "chatgpt.com".into(),
             method: "POST".into(),
             path: path_only("/v1/x?key=secret").into(),
+            provider: None,
+            endpoint: None,
             decision: "allow".into(),
             rule: None,
             findings: vec![FindingCount {

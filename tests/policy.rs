@@ -386,5 +386,7 @@ rules:
         .map(|e| e["decision"].as_str().unwrap())
         .collect();
     assert_eq!(decisions, vec!["block", "coach", "redact", "log"]);
+    assert_eq!(events[0]["provider"], "openai");
+    assert_eq!(events[0]["endpoint"], "chat.completions");
     lantern.stop().await;
 }

@@ -119,6 +119,8 @@ fn report_reads_every_file_the_rotating_writer_leaves() {
             host: "h".into(),
             method: "POST".into(),
             path: "/".into(),
+            provider: None,
+            endpoint: None,
             decision: if i % 10 == 0 { "block" } else { "log" }.into(),
             rule: None,
             findings: vec![FindingCount {

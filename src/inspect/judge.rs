@@ -199,6 +199,7 @@ impl Inspector for PolicyInspector {
             verdict,
             findings: counts,
             rule,
+            endpoint: extracted.as_ref().map(|e| (e.provider, e.endpoint)),
         }
     }
 
@@ -233,6 +234,7 @@ impl PolicyInspector {
             verdict,
             findings: Vec::new(),
             rule,
+            endpoint: None,
         }
     }
 

@@ -93,6 +93,9 @@ pub struct Inspection {
     pub verdict: Verdict,
     pub findings: Vec<FindingCount>,
     pub rule: Option<String>,
+    /// Which API family and endpoint the request was (`openai`,
+    /// `chat.completions`), when extraction recognised it.
+    pub endpoint: Option<(&'static str, &'static str)>,
 }
 
 impl From<Verdict> for Inspection {
@@ -101,6 +104,7 @@ impl From<Verdict> for Inspection {
             verdict,
             findings: Vec::new(),
             rule: None,
+            endpoint: None,
         }
     }
 }

@@ -240,6 +240,8 @@ fn tunnel_event(
         host: target.host.clone(),
         method: "CONNECT".into(),
         path: String::new(),
+        provider: None,
+        endpoint: None,
         decision: decision.into(),
         rule,
         findings: Vec::new(),

@@ -93,6 +93,7 @@ struct Outcome {
     req_bytes: u64,
     findings: Vec<FindingCount>,
     rule: Option<String>,
+    endpoint: Option<(&'static str, &'static str)>,
 }
 
 impl Outcome {
@@ -102,6 +103,7 @@ impl Outcome {
             req_bytes: 0,
             findings: Vec::new(),
             rule: None,
+            endpoint: None,
         }
     }
 }
@@ -147,6 +149,8 @@ pub async fn forward(proxy: &Proxy, route: &Route, req: Request<Incoming>) -> Re
         host: route.target.host.clone(),
         method,
         path,
+        provider: outcome.endpoint.map(|(p, _)| p.to_string()),
+        endpoint: outcome.endpoint.map(|(_, e)| e.to_string()),
         decision: outcome.decision.to_string(),
         rule: outcome.rule,
         findings: outcome.findings,
@@ -351,6 +355,7 @@ async fn inspect(
     outcome.decision = decision.as_str();
     outcome.findings = inspection.findings;
     outcome.rule = inspection.rule;
+    outcome.endpoint = inspection.endpoint;
     if decision != Decision::Allow {
         info!(app = %app.id, decision = decision.as_str(), "inspection decision");
     }

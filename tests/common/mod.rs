@@ -311,6 +311,7 @@ impl Inspector for Recorder {
                     count: 1,
                 }],
                 rule: Some("test policy".into()),
+                endpoint: None,
             };
         }
         Verdict::Forward(Decision::Allow).into()
