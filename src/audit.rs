@@ -607,4 +607,22 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 16);
     }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn write_failures_are_counted_not_fatal() {
+        // /dev/full accepts the open and fails every write (ENOSPC).
+        let m = metrics();
+        let log = AuditLog::open(Destination::File("/dev/full".into()), m.clone()).unwrap();
+        for i in 0..3 {
+            log.record(event(&i.to_string()));
+        }
+        drop(log);
+        assert!(
+            m.write_errors.get() >= 1,
+            "write errors: {}",
+            m.write_errors.get()
+        );
+        assert_eq!(m.dropped.get(), 0);
+    }
 }

@@ -69,3 +69,52 @@ async fn every_metric_in_dashboard_and_alerts_is_exported() {
     assert!(checked > 10);
     lantern.stop().await;
 }
+
+#[tokio::test]
+async fn counters_and_histograms_move_with_traffic() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start(&upstream).await;
+    let (_, before) = lantern.admin_get("/metrics").await;
+    let series = [
+        "lantern_requests_total{app=\"openai-api\",decision=\"allow\"}",
+        "lantern_tunnels_total{kind=\"inspect\"}",
+        "lantern_inspect_seconds_count",
+        "lantern_upstream_seconds_count",
+        "lantern_audit_events_total",
+    ];
+    for s in series {
+        assert_eq!(common::metric(&before, s), 0.0, "{s} before traffic");
+    }
+    let client = lantern.client(&lantern.ca_pem, common::HttpVersion::H1);
+    for _ in 0..3 {
+        assert_eq!(
+            common::post(&client, "https://api.openai.com/echo", "hi")
+                .await
+                .status(),
+            200
+        );
+    }
+    // The audit writer is asynchronous: wait (bounded) for its counter.
+    let after = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let (_, after) = lantern.admin_get("/metrics").await;
+            if common::metric(&after, "lantern_audit_events_total") >= 3.0 {
+                return after;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("audit events were not counted");
+    assert_eq!(common::metric(&after, series[0]), 3.0);
+    assert_eq!(
+        common::metric(&after, series[1]),
+        1.0,
+        "one CONNECT, keep-alive"
+    );
+    assert_eq!(common::metric(&after, series[2]), 3.0);
+    assert_eq!(common::metric(&after, series[3]), 3.0);
+    assert!(common::metric(&after, "lantern_upstream_seconds_sum") > 0.0);
+    assert!(common::metric(&after, "process_resident_memory_bytes") > 0.0);
+    lantern.stop().await;
+}
