@@ -106,3 +106,18 @@ async fn garbage_instead_of_http_gets_400() {
     assert_eq!(upstream.hits(), 0);
     lantern.stop().await;
 }
+
+#[tokio::test]
+async fn requests_addressed_to_lantern_itself_are_refused_as_loops() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start(&upstream).await;
+    let port = lantern.proxy_addr.port();
+    for host in ["127.0.0.1", "localhost", "127.0.0.2"] {
+        let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+        let request = format!("GET http://{host}:{port}/ HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let reply = read_to_close(&mut stream).await;
+        assert!(reply.starts_with("HTTP/1.1 508"), "{host}: {reply}");
+    }
+    lantern.stop().await;
+}

@@ -44,6 +44,9 @@ pub async fn handle(
             format!("lantern: CONNECT to port {} is not allowed", target.port),
         );
     }
+    if proxy.loops_back(&target) {
+        return Proxy::loop_response(&target);
+    }
     let app = proxy.rules().catalog.lookup(&target.host).cloned();
     match app {
         Some(app) if app.inspect => {

@@ -84,6 +84,9 @@ pub struct Proxy {
     /// Acknowledgement key and grants (the admin `/ack` endpoint and the policy share them).
     pub acks: Arc<crate::action::ack::Acks>,
     identities: Arc<crate::identity::Identities>,
+    /// The proxy listener's bound address, set by `run`: requests aimed at
+    /// it would loop.
+    own_address: std::sync::OnceLock<SocketAddr>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     connections: Arc<Semaphore>,
@@ -130,6 +133,7 @@ impl Proxy {
             audit,
             acks,
             identities,
+            own_address: std::sync::OnceLock::new(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             connections,
@@ -150,6 +154,31 @@ impl Proxy {
     /// True once shutdown has begun.
     pub fn is_draining(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+
+    /// True when `target` is lantern's own proxy listener.
+    fn loops_back(&self, target: &Target) -> bool {
+        let (Some(own), Some(addr)) = (
+            self.own_address.get(),
+            self.upstream
+                .dialer
+                .static_address(&target.host, target.port),
+        ) else {
+            return false;
+        };
+        let ip = addr.ip().to_canonical();
+        addr.port() == own.port()
+            && (ip == own.ip()
+                || (ip.is_loopback() && (own.ip().is_loopback() || own.ip().is_unspecified())))
+    }
+
+    /// The 508 a looping request gets.
+    fn loop_response(target: &Target) -> hyper::Response<body::Body> {
+        tracing::warn!(%target, "request addressed to lantern itself refused");
+        body::text_response(
+            http::StatusCode::LOOP_DETECTED,
+            format!("lantern: {target} is this proxy; the request would loop"),
+        )
     }
 
     fn client_allowed(&self, peer: &SocketAddr) -> bool {
@@ -215,6 +244,9 @@ impl Proxy {
             return connect::handle(self, peer, identity, req).await;
         }
         match Target::from_absolute_uri(req.uri()) {
+            Some((forward::Scheme::Http, target)) if self.loops_back(&target) => {
+                Proxy::loop_response(&target)
+            }
             Some((forward::Scheme::Http, target)) => {
                 let app = self.rules().catalog.lookup(&target.host).cloned();
                 let route = forward::Route {
@@ -250,6 +282,9 @@ pub async fn run(
         proxy.clone(),
         proxy.shutdown.clone(),
     ));
+    if let Ok(addr) = listeners.proxy.local_addr() {
+        let _ = proxy.own_address.set(addr);
+    }
     let accept = accept_loop(proxy.clone(), listeners.proxy);
     tokio::pin!(shutdown);
     tokio::select! {

@@ -42,6 +42,23 @@ impl Dialer {
         }
     }
 
+    /// The address `host:port` is known to be without DNS: an override, an
+    /// IP literal, or `localhost`.
+    pub fn static_address(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        if let Some(addr) = self
+            .overrides
+            .get(&format!("{}:{port}", host.to_ascii_lowercase()))
+        {
+            return Some(*addr);
+        }
+        if host.eq_ignore_ascii_case("localhost") {
+            return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        host.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port))
+    }
+
     /// Connects to `host:port` (an override, else DNS, trying each address).
     pub async fn connect(&self, host: &str, port: u16) -> io::Result<TcpStream> {
         let attempt = async {
