@@ -354,3 +354,24 @@ fn unexpected_shape_for_a_known_endpoint_falls_back_to_every_string() {
     let texts: Vec<&str> = extracted.segments.iter().map(|s| s.text.as_str()).collect();
     assert_eq!(texts, vec!["my key is in here"]);
 }
+
+#[test]
+fn json_sent_as_a_form_is_read_as_json() {
+    // curl -d '{...}' sends application/x-www-form-urlencoded.
+    let h = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+    let body = br#"{"messages":[{"role":"user","content":"key AKIAQ3EGRZBXL7MNPT4K"}]}"#;
+    let extracted = extract(
+        &req("api.openai.com", "/v1/chat/completions", &h, body),
+        &Limits::default(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = extracted.segments.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, vec!["key AKIAQ3EGRZBXL7MNPT4K"]);
+    // A real form is still a form.
+    let extracted = extract(
+        &req("example.com", "/", &h, b"q=hello+world&x=1"),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert!(extracted.segments.iter().any(|s| s.text == "hello world"));
+}

@@ -221,6 +221,11 @@ impl<'s, 'l> Out<'s, 'l> {
     }
 }
 
+fn parses_as_json(body: &[u8]) -> bool {
+    matches!(body.trim_ascii_start().first(), Some(b'{' | b'['))
+        && std::str::from_utf8(body).is_ok_and(|text| json::parse(text).is_ok())
+}
+
 /// Reads `body` (already content-decoded) as its media type says.
 pub(crate) fn read(
     body: &[u8],
@@ -235,7 +240,10 @@ pub(crate) fn read(
             .ok_or_else(|| Error::Undecodable("multipart body without boundary".into()))?;
         return multipart::read(body, boundary, route, sink);
     }
-    if mime == "application/x-www-form-urlencoded" {
+    // `curl -d '{...}'` labels JSON as a form: a JSON document would then
+    // hide inside one form field name. Read what parses as JSON as JSON.
+    let form = mime == "application/x-www-form-urlencoded";
+    if form && !parses_as_json(body) {
         read_form(body, route, sink);
         return Ok(());
     }
@@ -255,6 +263,7 @@ pub(crate) fn read(
             && (mime.is_empty()
                 || mime == "text/plain"
                 || mime == "application/octet-stream"
+                || form
                 || route.json.is_some()));
     if json_like {
         if let Ok(doc) = json::parse(&text) {
