@@ -1,11 +1,14 @@
 //! Compilation and scanning.
 //!
-//! All rules' keywords and anchors go into one aho-corasick automaton. A pass
-//! over the input yields candidates; each candidate opens a small window
-//! (the pattern's `before`/`after`) in which that pattern's regex runs.
-//! Overlapping windows of one pattern are merged, so every byte is searched
-//! by a pattern's regex at most once: cost stays linear even for megabytes of
-//! `@` or digits. Validators, allowlists and context words then confirm each
+//! The pipeline: prefilter → windows → confirm → validate → resolve.
+//! All rules' keywords go into one aho-corasick automaton; `digits` anchors
+//! are found by a byte scan for digit clusters (ten one-byte patterns would
+//! stop the automaton at every digit). Both streams, merged in input order,
+//! yield candidates; each opens a small window (the pattern's
+//! `before`/`after`) in which that pattern's regex runs. Overlapping (or
+//! nearly touching) windows of one pattern are merged, so every byte is
+//! searched by a pattern's regex at most once: cost stays linear even for
+//! megabytes of `@` or digits. Validators, allowlists and context words then confirm each
 //! match, and overlapping findings of different detectors are resolved by a
 //! fixed order (severity, then length, then position, then rule order).
 
@@ -28,6 +31,9 @@ pub const MAX_SPAN: usize = 16 * 1024;
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 /// How far a window end is pushed to finish the token it cuts.
 const TOKEN_EXTEND: usize = 256;
+/// Windows of one probe closer than this are searched as one: a regex call
+/// costs about as much as scanning this many more bytes.
+const MERGE_GAP: usize = 256;
 
 /// A compiled rule set. Cheap to share behind `Arc`; scanning only reads it.
 #[derive(Debug)]
@@ -395,24 +401,20 @@ impl Engine {
         if rule.allow_values.iter().any(|a| a == value) {
             return;
         }
-        if !rule.allow_contains.is_empty() {
-            let lower = value.to_ascii_lowercase();
-            if rule.allow_contains.iter().any(|a| contains(&lower, a)) {
-                return;
-            }
+        if rule.allow_contains.iter().any(|a| contains_ci(value, a)) {
+            return;
         }
         if !rule.validate.iter().all(|v| v.check(value)) {
             return;
         }
         if !rule.require.is_empty() || !rule.exclude.is_empty() {
-            let around = hay
-                [s.saturating_sub(rule.context_window)..(e + rule.context_window).min(hay.len())]
-                .to_ascii_lowercase();
-            if !rule.require.is_empty() && !rule.require.iter().any(|w| contains(&around, w)) {
+            let ctx_start = s.saturating_sub(rule.context_window);
+            let around = &hay[ctx_start..(e + rule.context_window).min(hay.len())];
+            if !rule.require.is_empty() && !rule.require.iter().any(|w| contains_ci(around, w)) {
                 return;
             }
-            let before = &around[..s - s.saturating_sub(rule.context_window)];
-            if rule.exclude.iter().any(|w| contains(before, w)) {
+            let before = &hay[ctx_start..s];
+            if rule.exclude.iter().any(|w| contains_ci(before, w)) {
                 return;
             }
         }
@@ -610,8 +612,8 @@ fn find_digit(hay: &[u8], from: usize) -> Option<usize> {
         .map(|i| at + i)
 }
 
-/// Each probe's pending window. A window that overlaps the pending one
-/// extends it; otherwise the pending one is searched and replaced, so every
+/// Each probe's pending window. A window that overlaps the pending one (or
+/// nearly does) extends it; otherwise the pending one is searched and replaced, so every
 /// byte is searched by a probe's regex at most once.
 struct Windows {
     pending: Vec<Option<(usize, usize)>>,
@@ -632,7 +634,7 @@ impl Windows {
     /// Adds `ws..we` for `probe`. Windows of one probe arrive in order of start.
     fn push(&mut self, probe: usize, ws: usize, we: usize, run: &mut RunProbe<'_>) {
         match &mut self.pending[probe] {
-            Some((_, pe)) if ws <= *pe => *pe = (*pe).max(we),
+            Some((_, pe)) if ws <= *pe + MERGE_GAP => *pe = (*pe).max(we),
             slot => {
                 if let Some((a, b)) = slot.replace((ws, we)) {
                     run(probe, a, b, &mut self.locs[probe]);
@@ -674,6 +676,10 @@ fn snap_to_chars(hay: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     (s, e)
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+/// Whether `hay` contains `needle` (lowercase) in any ASCII case.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
