@@ -169,3 +169,36 @@ fn bundled_rules_compile_fast() {
     );
     assert!(elapsed.as_millis() < 2_000, "compile took {elapsed:?}");
 }
+
+/// Digit anchors and keywords are found by separate passes; a pattern with
+/// both, a keyword that starts with a digit, and keywords inside a digit run
+/// must all still wake their regex.
+#[test]
+fn digit_anchor_and_digit_keywords_share_one_pattern() {
+    let src = r#"
+detectors:
+  - id: test.ticket
+    severity: low
+    keywords: [TKT, 9x]
+    anchors: [digits]
+    min_digits: 6
+    regex: '\b((?:TKT-|9x)?[0-9]{6})\b'
+    window: {before: 8, after: 16}
+"#;
+    let engine = Engine::from_yaml("rules.yaml", src).expect("compiles");
+    for input in [
+        "see TKT-123456 now",
+        "id 123456.",
+        "code 9x654321 ok",
+        "7779x111222",
+    ] {
+        let hay = input.as_bytes();
+        assert_eq!(
+            engine.scan(hay),
+            engine.scan_naive(hay),
+            "windowed and naive scans differ on {input:?}"
+        );
+    }
+    assert_eq!(engine.scan(b"see TKT-123456 now").len(), 1);
+    assert_eq!(engine.scan(b"code 9x654321 ok").len(), 1);
+}

@@ -1,11 +1,14 @@
 //! Compilation and scanning.
 //!
-//! All rules' keywords and anchors go into one aho-corasick automaton. A pass
-//! over the input yields candidates; each candidate opens a small window
-//! (the pattern's `before`/`after`) in which that pattern's regex runs.
-//! Overlapping windows of one pattern are merged, so every byte is searched
-//! by a pattern's regex at most once: cost stays linear even for megabytes of
-//! `@` or digits. Validators, allowlists and context words then confirm each
+//! The pipeline: prefilter → windows → confirm → validate → resolve.
+//! All rules' keywords go into one aho-corasick automaton; `digits` anchors
+//! are found by a byte scan for digit clusters (ten one-byte patterns would
+//! stop the automaton at every digit). Both streams, merged in input order,
+//! yield candidates; each opens a small window (the pattern's
+//! `before`/`after`) in which that pattern's regex runs. Overlapping (or
+//! nearly touching) windows of one pattern are merged, so every byte is
+//! searched by a pattern's regex at most once: cost stays linear even for
+//! megabytes of `@` or digits. Validators, allowlists and context words then confirm each
 //! match, and overlapping findings of different detectors are resolved by a
 //! fixed order (severity, then length, then position, then rule order).
 
@@ -28,6 +31,9 @@ pub const MAX_SPAN: usize = 16 * 1024;
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 /// How far a window end is pushed to finish the token it cuts.
 const TOKEN_EXTEND: usize = 256;
+/// Windows of one probe closer than this are searched as one: a regex call
+/// costs about as much as scanning this many more bytes.
+const MERGE_GAP: usize = 256;
 
 /// A compiled rule set. Cheap to share behind `Arc`; scanning only reads it.
 #[derive(Debug)]
@@ -37,6 +43,8 @@ pub struct Engine {
     keywords: Option<AhoCorasick>,
     /// Per automaton pattern: the probes it wakes.
     triggers: Vec<Vec<Trigger>>,
+    /// Probes with the `digits` anchor, woken by digit clusters.
+    digit_probes: Vec<usize>,
     dictionaries: Vec<Dictionary>,
 }
 
@@ -73,8 +81,6 @@ struct Trigger {
     /// case-insensitive); `None` when any case matches.
     exact: Option<Box<[u8]>>,
     len: usize,
-    /// A `digits` anchor: the window spans the digit cluster.
-    digits: bool,
 }
 
 /// Where a rule's dictionary file comes from.
@@ -109,6 +115,7 @@ impl Engine {
         let mut rules = Vec::new();
         let mut probes = Vec::new();
         let mut keywords: Vec<(Vec<u8>, Trigger)> = Vec::new();
+        let mut digit_probes = Vec::new();
         let mut dictionaries = Vec::new();
         for spec in &specs {
             let rule_idx = rules.len();
@@ -170,22 +177,11 @@ impl Engine {
                             probe,
                             exact,
                             len: k.len(),
-                            digits: false,
                         },
                     ));
                 }
                 if p.digits {
-                    for d in b'0'..=b'9' {
-                        keywords.push((
-                            vec![d],
-                            Trigger {
-                                probe,
-                                exact: None,
-                                len: 1,
-                                digits: true,
-                            },
-                        ));
-                    }
+                    digit_probes.push(probe);
                 }
             }
             if let Some(dict) = &spec.dictionary {
@@ -258,6 +254,7 @@ impl Engine {
             probes,
             keywords: automaton,
             triggers,
+            digit_probes,
             dictionaries,
         })
     }
@@ -298,76 +295,69 @@ impl Engine {
         self.resolve(input, raw)
     }
 
-    /// The keyword pass: wakes probes, merges their windows, runs regexes.
+    /// The candidate pass: keyword hits and digit clusters, in input order,
+    /// wake probes; each probe's windows are merged and its regex runs once
+    /// per merged window.
     fn candidates(&self, hay: &[u8], raw: &mut Vec<Raw>) {
-        let Some(ac) = &self.keywords else { return };
-        let n = hay.len();
-        let mut pending: Vec<Option<(usize, usize)>> = vec![None; self.probes.len()];
-        let mut locs: Vec<Option<CaptureLocations>> =
-            (0..self.probes.len()).map(|_| None).collect();
-        let mut cluster = Cluster::default();
-        let mut pos = 0;
-        while pos < n {
-            let Some(m) = ac.find(Input::new(hay).span(pos..n)) else {
-                break;
-            };
-            let s = m.start();
-            let mut next = s + 1;
-            let on_digit = hay[s].is_ascii_digit();
-            let mut fresh_cluster = false;
-            if on_digit {
-                next = s + hay[s..].iter().take_while(|b| b.is_ascii_digit()).count();
-                if s >= cluster.end {
-                    cluster = Cluster::at(hay, s);
-                    fresh_cluster = true;
+        let mut windows = Windows::new(self.probes.len());
+        let mut keywords = KeywordHits::new(self.keywords.as_ref(), hay);
+        let mut clusters = Clusters::new(!self.digit_probes.is_empty(), hay);
+        let (mut hit, mut cluster) = (keywords.next(), clusters.next());
+        loop {
+            match (hit, cluster) {
+                (Some(h), Some(c)) if c.start < h.start => {
+                    self.digit_cluster(hay, c, &mut windows, raw);
+                    cluster = clusters.next();
                 }
-            }
-            // A run of a one-byte keyword (`@@@@`) is one candidate.
-            let run_end = if m.len() == 1 && !on_digit {
-                s + hay[s..].iter().take_while(|&&b| b == hay[s]).count()
-            } else {
-                m.end()
-            };
-            if run_end > m.end() {
-                next = run_end;
-            }
-            for t in &self.triggers[m.pattern()] {
-                let p = &self.probes[t.probe];
-                let end = if t.digits {
-                    if !fresh_cluster
-                        || cluster.digits < p.min_digits
-                        || cluster.dots < p.min_dots
-                        || cluster.colons < p.min_colons
-                    {
-                        continue;
-                    }
-                    cluster.end
-                } else {
-                    if let Some(exact) = &t.exact {
-                        if !hay[s..].starts_with(exact) {
-                            continue;
-                        }
-                    }
-                    (s + t.len).max(if t.len == 1 { run_end } else { 0 })
-                };
-                let ws = s.saturating_sub(p.before);
-                // Window ends are pushed to a token end only when flushed.
-                let we = (end + p.after).min(n);
-                match &mut pending[t.probe] {
-                    Some((_, pe)) if ws <= *pe => *pe = (*pe).max(we),
-                    slot => {
-                        if let Some((a, b)) = slot.replace((ws, we)) {
-                            self.run_probe(t.probe, hay, a, b, &mut locs[t.probe], raw);
-                        }
-                    }
+                (Some(h), _) => {
+                    self.keyword_hit(hay, h, &mut windows, raw);
+                    hit = keywords.next();
                 }
+                (None, Some(c)) => {
+                    self.digit_cluster(hay, c, &mut windows, raw);
+                    cluster = clusters.next();
+                }
+                (None, None) => break,
             }
-            pos = next.max(s + 1);
         }
-        for (i, w) in pending.into_iter().enumerate() {
-            if let Some((a, b)) = w {
-                self.run_probe(i, hay, a, b, &mut locs[i], raw);
+        windows.flush(&mut |probe, ws, we, locs| self.run_probe(probe, hay, ws, we, locs, raw));
+    }
+
+    /// Opens a window for every probe the keyword at `h.start` wakes.
+    fn keyword_hit(&self, hay: &[u8], h: KeywordHit, windows: &mut Windows, raw: &mut Vec<Raw>) {
+        for t in &self.triggers[h.pattern] {
+            if let Some(exact) = &t.exact {
+                if !hay[h.start..].starts_with(exact) {
+                    continue;
+                }
             }
+            let end = if t.len == 1 {
+                h.run_end
+            } else {
+                h.start + t.len
+            };
+            let p = &self.probes[t.probe];
+            let ws = h.start.saturating_sub(p.before);
+            let we = (end + p.after).min(hay.len());
+            windows.push(t.probe, ws, we, &mut |probe, ws, we, locs| {
+                self.run_probe(probe, hay, ws, we, locs, raw)
+            });
+        }
+    }
+
+    /// Opens a window over the cluster for every digit-anchored probe whose
+    /// minimums it meets.
+    fn digit_cluster(&self, hay: &[u8], c: Cluster, windows: &mut Windows, raw: &mut Vec<Raw>) {
+        for &i in &self.digit_probes {
+            let p = &self.probes[i];
+            if c.digits < p.min_digits || c.dots < p.min_dots || c.colons < p.min_colons {
+                continue;
+            }
+            let ws = c.start.saturating_sub(p.before);
+            let we = (c.end + p.after).min(hay.len());
+            windows.push(i, ws, we, &mut |probe, ws, we, locs| {
+                self.run_probe(probe, hay, ws, we, locs, raw)
+            });
         }
     }
 
@@ -411,24 +401,20 @@ impl Engine {
         if rule.allow_values.iter().any(|a| a == value) {
             return;
         }
-        if !rule.allow_contains.is_empty() {
-            let lower = value.to_ascii_lowercase();
-            if rule.allow_contains.iter().any(|a| contains(&lower, a)) {
-                return;
-            }
+        if rule.allow_contains.iter().any(|a| contains_ci(value, a)) {
+            return;
         }
         if !rule.validate.iter().all(|v| v.check(value)) {
             return;
         }
         if !rule.require.is_empty() || !rule.exclude.is_empty() {
-            let around = hay
-                [s.saturating_sub(rule.context_window)..(e + rule.context_window).min(hay.len())]
-                .to_ascii_lowercase();
-            if !rule.require.is_empty() && !rule.require.iter().any(|w| contains(&around, w)) {
+            let ctx_start = s.saturating_sub(rule.context_window);
+            let around = &hay[ctx_start..(e + rule.context_window).min(hay.len())];
+            if !rule.require.is_empty() && !rule.require.iter().any(|w| contains_ci(around, w)) {
                 return;
             }
-            let before = &around[..s - s.saturating_sub(rule.context_window)];
-            if rule.exclude.iter().any(|w| contains(before, w)) {
+            let before = &hay[ctx_start..s];
+            if rule.exclude.iter().any(|w| contains_ci(before, w)) {
                 return;
             }
         }
@@ -497,6 +483,7 @@ struct Raw {
 /// digit-anchored patterns run only where a value could be.
 #[derive(Debug, Default, Clone, Copy)]
 struct Cluster {
+    start: usize,
     end: usize,
     digits: usize,
     dots: usize,
@@ -506,6 +493,7 @@ struct Cluster {
 impl Cluster {
     fn at(hay: &[u8], start: usize) -> Cluster {
         let mut c = Cluster {
+            start,
             end: start,
             ..Cluster::default()
         };
@@ -532,6 +520,139 @@ impl Cluster {
     }
 }
 
+/// A keyword found by the automaton: the longest one starting at `start`.
+#[derive(Debug, Clone, Copy)]
+struct KeywordHit {
+    start: usize,
+    /// End of the match, or of the run of a one-byte keyword (`@@@@`), which
+    /// counts as one hit.
+    run_end: usize,
+    pattern: usize,
+}
+
+/// Keyword hits in input order, one per start position (so keywords that
+/// overlap are all seen), with runs of a one-byte keyword collapsed.
+struct KeywordHits<'a> {
+    ac: Option<&'a AhoCorasick>,
+    hay: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> KeywordHits<'a> {
+    fn new(ac: Option<&'a AhoCorasick>, hay: &'a [u8]) -> Self {
+        KeywordHits { ac, hay, pos: 0 }
+    }
+}
+
+impl Iterator for KeywordHits<'_> {
+    type Item = KeywordHit;
+
+    fn next(&mut self) -> Option<KeywordHit> {
+        let hay = self.hay;
+        if self.pos >= hay.len() {
+            return None;
+        }
+        let m = self.ac?.find(Input::new(hay).span(self.pos..hay.len()))?;
+        let s = m.start();
+        let run_end = if m.len() == 1 {
+            s + hay[s..].iter().take_while(|&&b| b == hay[s]).count()
+        } else {
+            m.end()
+        };
+        self.pos = if m.len() == 1 { run_end } else { s + 1 };
+        Some(KeywordHit {
+            start: s,
+            run_end,
+            pattern: m.pattern().as_usize(),
+        })
+    }
+}
+
+/// Digit clusters in input order; a digit inside a cluster starts none.
+struct Clusters<'a> {
+    hay: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Clusters<'a> {
+    /// `enabled` is false when no probe is anchored on digits.
+    fn new(enabled: bool, hay: &'a [u8]) -> Self {
+        let pos = if enabled { 0 } else { hay.len() };
+        Clusters { hay, pos }
+    }
+}
+
+impl Iterator for Clusters<'_> {
+    type Item = Cluster;
+
+    fn next(&mut self) -> Option<Cluster> {
+        let start = find_digit(self.hay, self.pos)?;
+        let c = Cluster::at(self.hay, start);
+        self.pos = c.end;
+        Some(c)
+    }
+}
+
+/// Position of the first ASCII digit at or after `from`.
+fn find_digit(hay: &[u8], from: usize) -> Option<usize> {
+    const CHUNK: usize = 32;
+    let mut at = from.min(hay.len());
+    let mut chunks = hay[at..].chunks_exact(CHUNK);
+    for chunk in &mut chunks {
+        // No early exit inside a chunk, so the test compiles to SIMD compares.
+        if chunk.iter().fold(false, |any, b| any | b.is_ascii_digit()) {
+            return chunk.iter().position(u8::is_ascii_digit).map(|i| at + i);
+        }
+        at += CHUNK;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|i| at + i)
+}
+
+/// Each probe's pending window. A window that overlaps the pending one (or
+/// nearly does) extends it; otherwise the pending one is searched and replaced, so every
+/// byte is searched by a probe's regex at most once.
+struct Windows {
+    pending: Vec<Option<(usize, usize)>>,
+    locs: Vec<Option<CaptureLocations>>,
+}
+
+/// Searches one merged window: `(probe, start, end, capture buffer)`.
+type RunProbe<'r> = dyn FnMut(usize, usize, usize, &mut Option<CaptureLocations>) + 'r;
+
+impl Windows {
+    fn new(probes: usize) -> Self {
+        Windows {
+            pending: vec![None; probes],
+            locs: (0..probes).map(|_| None).collect(),
+        }
+    }
+
+    /// Adds `ws..we` for `probe`. Windows of one probe arrive in order of start.
+    fn push(&mut self, probe: usize, ws: usize, we: usize, run: &mut RunProbe<'_>) {
+        match &mut self.pending[probe] {
+            Some((_, pe)) if ws <= *pe + MERGE_GAP => *pe = (*pe).max(we),
+            slot => {
+                if let Some((a, b)) = slot.replace((ws, we)) {
+                    run(probe, a, b, &mut self.locs[probe]);
+                }
+            }
+        }
+    }
+
+    /// Searches every pending window.
+    fn flush(mut self, run: &mut RunProbe<'_>) {
+        for (probe, w) in self.pending.iter().enumerate() {
+            if let Some((a, b)) = *w {
+                run(probe, a, b, &mut self.locs[probe]);
+            }
+        }
+    }
+}
+
 /// Pushes a window end forward to the end of the token it cuts.
 fn extend_token(hay: &[u8], end: usize) -> usize {
     let limit = (end + TOKEN_EXTEND).min(hay.len());
@@ -555,6 +676,10 @@ fn snap_to_chars(hay: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     (s, e)
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+/// Whether `hay` contains `needle` (lowercase) in any ASCII case.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }

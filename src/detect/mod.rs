@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! rules/detectors/*.yaml ──▶ rule (decode, positions) ──▶ engine (compile)
-//! input ──▶ one aho-corasick pass over all keywords/anchors ──▶ candidate windows
+//! input ──▶ aho-corasick pass over keywords + byte scan for digit clusters ──▶ candidate windows
 //!       ──▶ regex in each window ──▶ validate ──▶ allowlist/context ──▶ overlap resolution ──▶ Finding
 //! ```
 //!

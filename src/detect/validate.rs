@@ -462,8 +462,12 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 
 /// `YOUR_API_KEY`, `sk-xxxxxxxx`, `<token>`, `${SECRET}`, `AKIA...EXAMPLE`, long single-character runs.
 pub fn is_placeholder(value: &[u8]) -> bool {
-    let lower = String::from_utf8_lossy(value).to_ascii_lowercase();
-    if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+    let has = |word: &str| {
+        value
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    if PLACEHOLDER_WORDS.iter().any(|w| has(w)) {
         return true;
     }
     // Six or more of the same character in a row: 000000, aaaaaa.
