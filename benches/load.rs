@@ -43,6 +43,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use lantern::catalog::Catalog;
 use lantern::config::Config;
+use lantern::diag::error_chain;
 use lantern::inspect::AllowAll;
 use lantern::proxy::{self, Listeners, Proxy};
 use lantern::tls::CertificateAuthority;
@@ -335,7 +336,7 @@ async fn run_cell(setup: Arc<Setup>, path: Path, connections: usize, measure: Du
             Ok(Err(e)) => {
                 cell.errors += 1;
                 cell.first_error
-                    .get_or_insert_with(|| format!("open: {}", chain(&*e)));
+                    .get_or_insert_with(|| format!("open: {}", error_chain(&*e)));
             }
             Err(e) => {
                 cell.errors += 1;
@@ -467,7 +468,7 @@ async fn drive(
                 tally.error(format!("{status}: {text}"));
             }
             Ok(Err(e)) => {
-                tally.error(chain(&e));
+                tally.error(error_chain(&e));
                 break;
             }
             Err(_) => {
@@ -647,16 +648,4 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::
         hyper::header::HeaderValue::from_static("application/json"),
     );
     Ok(response)
-}
-
-/// An error and its sources on one line.
-fn chain(err: &(dyn Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }

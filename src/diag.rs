@@ -42,6 +42,18 @@ impl fmt::Display for Problems {
     }
 }
 
+/// An error and its sources on one line (`a: b: c`), for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
 /// A YAML source text with its origin, used to place problems.
 pub struct Source<'a> {
     pub file: &'a Path,

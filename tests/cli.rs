@@ -171,6 +171,12 @@ impl Running {
             .unwrap()
     }
 
+    /// `lantern_requests_total` for `app` with decision `error`.
+    async fn errors_for(&self, app: &str) -> f64 {
+        let series = format!("lantern_requests_total{{app=\"{app}\",decision=\"error\"}}");
+        common::metric(&self.scrape().await, &series)
+    }
+
     /// Polls /metrics until `series` reaches `value` (bounded).
     async fn wait_for_metric(&self, series: &str, value: f64) {
         let reached = tokio::time::timeout(Duration::from_secs(20), async {
@@ -318,42 +324,21 @@ async fn sighup_reloads_the_catalog_and_keeps_it_when_the_new_one_is_broken() {
             .status()
     };
     assert_eq!(request().await, 502);
-    let scrape = run.scrape().await;
-    assert_eq!(
-        common::metric(
-            &scrape,
-            "lantern_requests_total{app=\"demo\",decision=\"error\"}"
-        ),
-        1.0
-    );
+    assert_eq!(run.errors_for("demo").await, 1.0);
 
     std::fs::write(&apps, app_yaml("demo2")).unwrap();
     run.signal("-HUP");
     run.wait_for_metric("lantern_policy_reloads_total{result=\"ok\"}", 1.0)
         .await;
     request().await;
-    let scrape = run.scrape().await;
-    assert_eq!(
-        common::metric(
-            &scrape,
-            "lantern_requests_total{app=\"demo2\",decision=\"error\"}"
-        ),
-        1.0
-    );
+    assert_eq!(run.errors_for("demo2").await, 1.0);
 
     std::fs::write(&apps, "apps:\n  - {id: Bad Id, hosts: []}\n").unwrap();
     run.signal("-HUP");
     run.wait_for_metric("lantern_policy_reloads_total{result=\"error\"}", 1.0)
         .await;
     request().await;
-    let scrape = run.scrape().await;
-    assert_eq!(
-        common::metric(
-            &scrape,
-            "lantern_requests_total{app=\"demo2\",decision=\"error\"}"
-        ),
-        2.0
-    );
+    assert_eq!(run.errors_for("demo2").await, 2.0);
     run.terminate();
     let status = tokio::time::timeout(Duration::from_secs(30), run.child.wait())
         .await

@@ -18,6 +18,7 @@ use super::{tunnel, Proxy, Target};
 use crate::audit::{self, FindingCount};
 use crate::catalog::App;
 use crate::config::FailMode;
+use crate::diag::error_chain;
 use crate::identity::Identity;
 use crate::inspect::{Decision, InspectRequest, Verdict};
 use crate::metrics::NO_APP;
@@ -471,16 +472,4 @@ pub fn upstream_error_response(target: &Target, err: &std::io::Error) -> Respons
         upstream_status(err),
         format!("lantern: cannot reach {target}: {err}"),
     )
-}
-
-/// An error and its sources, for logs.
-fn error_chain(err: &dyn StdError) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }

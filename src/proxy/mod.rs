@@ -151,11 +151,6 @@ impl Proxy {
         self.rules.store(Arc::new(Rules { catalog, inspector }));
     }
 
-    /// True once shutdown has begun.
-    pub fn is_draining(&self) -> bool {
-        self.shutdown.is_cancelled()
-    }
-
     /// True when `target` is lantern's own proxy listener.
     fn loops_back(&self, target: &Target) -> bool {
         let (Some(own), Some(addr)) = (
