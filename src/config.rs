@@ -208,6 +208,16 @@ pub enum FailMode {
     Closed,
 }
 
+impl FailMode {
+    /// The config spelling, also the `mode` label of metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Open => "open",
+            FailMode::Closed => "closed",
+        }
+    }
+}
+
 /// Body inspection.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -10,6 +10,11 @@ use prometheus::{
 /// Label used when a request belongs to no catalog app.
 pub const NO_APP: &str = "none";
 
+/// The `reason` values of `requests_refused_total`: ambiguous message
+/// framing or line endings, a `Host` naming another target, a request body
+/// that broke off or was malformed.
+pub const REFUSAL_REASONS: [&str; 3] = ["framing", "host", "body"];
+
 /// The metric handles, registered in their own registry.
 pub struct Metrics {
     registry: Registry,
@@ -31,10 +36,13 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     /// Connections refused before any request was read, by reason.
     pub connections_refused: IntCounterVec,
+    /// Requests refused as malformed, by reason (`framing`, `host`, `body`).
+    pub requests_refused: IntCounterVec,
     /// Requests that could not be inspected and were forwarded or refused per
     /// the fail mode, by reason and mode.
     pub uninspected: IntCounterVec,
-    /// Upstream failures, by kind (`connect`, `tls`, `timeout`, `other`).
+    /// Upstream failures, by kind (`connect`, `tls`, `timeout`, `reset`
+    /// (a response body that broke off), `other`).
     pub upstream_errors: IntCounterVec,
     /// Audit events written, failed writes, and events dropped on a full queue.
     pub audit: crate::audit::AuditMetrics,
@@ -84,6 +92,11 @@ impl Metrics {
         let connections_refused = counter_vec(
             "connections_refused_total",
             "Client connections refused before reading a request, by reason.",
+            &["reason"],
+        );
+        let requests_refused = counter_vec(
+            "requests_refused_total",
+            "Requests refused as malformed before reaching an upstream, by reason.",
             &["reason"],
         );
         let uninspected = counter_vec(
@@ -153,10 +166,15 @@ impl Metrics {
         for reason in ["not_allowed", "capacity"] {
             connections_refused.with_label_values(&[reason]);
         }
-        for mode in ["open", "closed"] {
-            uninspected.with_label_values(&["oversize", mode]);
+        for reason in REFUSAL_REASONS {
+            requests_refused.with_label_values(&[reason]);
         }
-        for kind in ["connect", "tls", "timeout", "other"] {
+        for reason in ["oversize", "unreadable", "failed"] {
+            for mode in ["open", "closed"] {
+                uninspected.with_label_values(&[reason, mode]);
+            }
+        }
+        for kind in ["connect", "tls", "timeout", "reset", "other"] {
             upstream_errors.with_label_values(&[kind]);
         }
         #[cfg(target_os = "linux")]
@@ -176,6 +194,7 @@ impl Metrics {
             inspected_bytes,
             policy_reloads,
             connections_refused,
+            requests_refused,
             uninspected,
             upstream_errors,
             audit,

@@ -270,7 +270,7 @@ async fn identity_challenge_wrong_password_and_untrusted_header() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let events = audit_events(&upstream, 1).await;
+    let events = common::audit_events(&upstream, 1).await;
     assert_eq!(events[0]["user"], "alice");
     lantern.stop().await;
 
@@ -296,27 +296,9 @@ async fn identity_challenge_wrong_password_and_untrusted_header() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let events = audit_events(&upstream, 1).await;
+    let events = common::audit_events(&upstream, 1).await;
     assert_eq!(events[0]["user"], "127.0.0.1");
     lantern.stop().await;
-}
-
-async fn audit_events(upstream: &Upstream, n: usize) -> Vec<serde_json::Value> {
-    let path = upstream.data_dir().join("audit.jsonl");
-    let text = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if text.lines().count() >= n {
-                return text;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("audit events were not written");
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -339,7 +321,7 @@ async fn app_level_block_refuses_tunnels_to_discover_only_apps() {
     let reply = String::from_utf8_lossy(&reply[..n]);
     assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
     assert!(reply.contains("Midjourney is not approved"), "{reply}");
-    let events = audit_events(&upstream, 1).await;
+    let events = common::audit_events(&upstream, 1).await;
     assert_eq!(events[0]["app"], "midjourney");
     assert_eq!(events[0]["decision"], "block");
     assert_eq!(events[0]["rule"], "no image generators");
@@ -373,7 +355,7 @@ rules:
         // Only the logged card prompt may come back (the upstream echoes nothing here: 404).
         responses.push_str(&forwarded);
     }
-    let events = audit_events(&upstream, 4).await;
+    let events = common::audit_events(&upstream, 4).await;
     let audit = std::fs::read_to_string(upstream.data_dir().join("audit.jsonl")).unwrap();
     let (_, metrics) = lantern.admin_get("/metrics").await;
     for secret in [AWS_KEY, GITHUB, EMAIL, "AIzaQueryStringSecret", "4111"] {

@@ -427,23 +427,6 @@ async fn curl_through_lantern_h1_and_h2() {
 }
 
 /// Waits until the audit log holds `n` lines (bounded), then parses them.
-async fn audit_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
-    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= n {
-                return text;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("audit events were not written");
-    read.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn audit_records_catalog_requests_and_discover_only_tunnels_without_secrets() {
     let upstream = Upstream::start().await;
@@ -472,7 +455,7 @@ async fn audit_records_catalog_requests_and_discover_only_tunnels_without_secret
     // A host outside the catalog is not audited.
     let _ = post(&client, "http://example.test/echo", "x").await;
     let path = upstream.data_dir().join("audit.jsonl");
-    let events = audit_lines(&path, 3).await;
+    let events = common::audit_events(&upstream, 3).await;
     assert_eq!(events.len(), 3);
     assert_eq!(events[0]["app"], "openai-api");
     assert_eq!(events[0]["decision"], "allow");

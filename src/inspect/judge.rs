@@ -200,6 +200,7 @@ impl Inspector for PolicyInspector {
             findings: counts,
             rule,
             endpoint: extracted.as_ref().map(|e| (e.provider, e.endpoint)),
+            unreadable: false,
         }
     }
 
@@ -235,6 +236,7 @@ impl PolicyInspector {
             findings: Vec::new(),
             rule,
             endpoint: None,
+            unreadable: true,
         }
     }
 

@@ -96,6 +96,9 @@ pub struct Inspection {
     /// Which API family and endpoint the request was (`openai`,
     /// `chat.completions`), when extraction recognised it.
     pub endpoint: Option<(&'static str, &'static str)>,
+    /// The body could not be read (undecodable, malformed); the verdict
+    /// follows the fail mode. Counted in `uninspected_requests_total`.
+    pub unreadable: bool,
 }
 
 impl From<Verdict> for Inspection {
@@ -105,6 +108,7 @@ impl From<Verdict> for Inspection {
             findings: Vec::new(),
             rule: None,
             endpoint: None,
+            unreadable: false,
         }
     }
 }

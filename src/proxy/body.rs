@@ -36,6 +36,22 @@ where
     body.map_err(Into::into).boxed()
 }
 
+/// The client's request body failed to arrive: malformed chunking, or the
+/// client went away. Marked so that the upstream exchange it breaks is
+/// reported as the client's fault (400), not the upstream's (502).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body could not be read")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
+/// Boxes a body arriving from the client, marking its errors.
+pub fn from_client<B>(body: B) -> Body
+where
+    B: HttpBody<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    body.map_err(|e| Box::new(ClientBodyError(e)) as BoxError)
+        .boxed()
+}
+
 /// A short plain-text response from lantern itself.
 pub fn text_response(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut text = message.into();

@@ -191,11 +191,19 @@ async fn intercept(
         target,
         app: Some(app),
     });
+    let (tls, heads) = super::strict::guard(tls, proxy.head_limit());
     let proxy2 = proxy.clone();
     let service = service_fn(move |req| {
         let proxy = proxy2.clone();
         let route = route.clone();
-        async move { Ok::<_, std::convert::Infallible>(forward::forward(&proxy, &route, req).await) }
+        let heads = heads.clone();
+        async move {
+            let response = match heads.next_request() {
+                Ok(()) => forward::forward(&proxy, &route, req).await,
+                Err(reason) => proxy.malformed(reason),
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

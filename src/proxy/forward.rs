@@ -8,13 +8,16 @@ use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::body::{self, boxed, full, read_bounded, text_response, Body, Buffered, Prefixed};
+use super::body::{
+    self, boxed, full, read_bounded, text_response, Body, BoxError, Buffered, Prefixed,
+};
 use super::headers::{is_upgrade, strip_hop_by_hop};
-use super::{tunnel, Proxy, Target};
+use super::{tunnel, validate, Proxy, Target};
 use crate::audit::{self, FindingCount};
 use crate::catalog::App;
 use crate::config::FailMode;
@@ -173,6 +176,20 @@ async fn exchange(
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
+    let tunnelled = route.scheme == Scheme::Https;
+    if let Err(refusal) = validate::check(&parts, route.scheme, &route.target, tunnelled) {
+        info!(target = %route.target, reason = %refusal.reason, "misdirected request refused");
+        proxy
+            .metrics
+            .requests_refused
+            .with_label_values(&["host"])
+            .inc();
+        let message = format!("lantern: {}", refusal.reason);
+        return (
+            text_response(refusal.status, message),
+            Outcome::new("error"),
+        );
+    }
     parts.uri = match route.upstream_uri(&parts.uri) {
         Ok(uri) => uri,
         Err(_) => {
@@ -205,7 +222,7 @@ async fn exchange(
             Ok(body) => body,
             Err(response) => return (response, outcome),
         },
-        None => boxed(incoming),
+        None => body::from_client(incoming),
     };
 
     let client = if upgrade {
@@ -227,12 +244,21 @@ async fn exchange(
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             let (status, kind, message) = describe_client_error(&e, &route.target);
-            warn!(target = %route.target, error = %error_chain(&e), kind, "upstream request failed");
-            proxy
-                .metrics
-                .upstream_errors
-                .with_label_values(&[kind])
-                .inc();
+            if kind == CLIENT_BODY {
+                info!(target = %route.target, error = %error_chain(&e), "the client's request body broke off");
+                proxy
+                    .metrics
+                    .requests_refused
+                    .with_label_values(&["body"])
+                    .inc();
+            } else {
+                warn!(target = %route.target, error = %error_chain(&e), kind, "upstream request failed");
+                proxy
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[kind])
+                    .inc();
+            }
             outcome.decision = "error";
             return (text_response(status, message), outcome);
         }
@@ -270,7 +296,18 @@ async fn exchange(
             .headers_mut()
             .insert(DECISION_HEADER, HeaderValue::from_static(outcome.decision));
     }
-    (response.map(boxed), outcome)
+    let broke_off = proxy.metrics.upstream_errors.with_label_values(&["reset"]);
+    let target = route.target.clone();
+    let response = response.map(|body| {
+        body.map_err(move |e| {
+            // The head is gone already: the client sees its body break off too.
+            warn!(%target, error = %error_chain(&e), "upstream response broke off");
+            broke_off.inc();
+            BoxError::from(e)
+        })
+        .boxed()
+    });
+    (response, outcome)
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -295,21 +332,26 @@ async fn inspect(
 ) -> Result<Body, Response<Body>> {
     let cap = proxy.config.inspect.max_body_bytes;
     let buffered = read_bounded(incoming, cap).await.map_err(|e| {
-        debug!(error = %e, "reading request body failed");
+        info!(error = %error_chain(&e), "reading the request body failed");
+        proxy
+            .metrics
+            .requests_refused
+            .with_label_values(&["body"])
+            .inc();
         outcome.decision = "error";
         text_response(
             StatusCode::BAD_REQUEST,
-            "lantern: could not read the request body",
+            format!(
+                "lantern: could not read the request body: {}",
+                error_chain(&e)
+            ),
         )
     })?;
     let bytes = match buffered {
         Buffered::Complete(bytes) => bytes,
         Buffered::Oversize(prefix, rest) => {
             let mode = proxy.config.inspect.on_oversize;
-            let mode_label = match mode {
-                FailMode::Open => "open",
-                FailMode::Closed => "closed",
-            };
+            let mode_label = mode.as_str();
             proxy
                 .metrics
                 .uninspected
@@ -319,7 +361,7 @@ async fn inspect(
             outcome.rule = Some(format!("inspect.on_oversize: {mode_label}"));
             outcome.req_bytes = outcome.req_bytes.max(prefix.len() as u64);
             return match mode {
-                FailMode::Open => Ok(boxed(Prefixed::new(prefix, rest))),
+                FailMode::Open => Ok(boxed(Prefixed::new(prefix, body::from_client(rest)))),
                 FailMode::Closed => {
                     outcome.decision = Decision::Block.as_str();
                     let mut response = text_response(
@@ -337,7 +379,7 @@ async fn inspect(
     outcome.req_bytes = bytes.len() as u64;
     proxy.metrics.inspected_bytes.inc_by(bytes.len() as u64);
     let started = Instant::now();
-    let inspection = proxy.rules().inspector.inspect(&InspectRequest {
+    let request = InspectRequest {
         app,
         client: route.peer.ip(),
         method: &parts.method,
@@ -347,11 +389,58 @@ async fn inspect(
         user: &route.identity.user,
         groups: &route.identity.groups,
         incident,
-    });
+    };
+    let rules = proxy.rules();
+    // A bug in an inspector must not take the connection down unaudited:
+    // it counts as a body that could not be inspected.
+    let inspected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rules.inspector.inspect(&request)
+    }));
     proxy
         .metrics
         .inspect_seconds
         .observe(started.elapsed().as_secs_f64());
+    let mode = proxy.config.inspect.on_oversize;
+    let inspection = match inspected {
+        Ok(inspection) => inspection,
+        Err(_) => {
+            error!(app = %app.id, "inspection panicked; applying inspect.on_oversize");
+            proxy
+                .metrics
+                .uninspected
+                .with_label_values(&["failed", mode.as_str()])
+                .inc();
+            outcome.rule = Some(format!("inspection failed: {}", mode.as_str()));
+            return match mode {
+                FailMode::Open => {
+                    outcome.decision = Decision::Log.as_str();
+                    Ok(full(bytes))
+                }
+                FailMode::Closed => {
+                    outcome.decision = Decision::Block.as_str();
+                    let mut response = text_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("lantern: this request to {} could not be inspected and was not sent; try again, or contact your security team with the incident id", app.name),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(DECISION_HEADER, HeaderValue::from_static("block"));
+                    Err(response)
+                }
+            };
+        }
+    };
+    if inspection.unreadable {
+        let mode = match inspection.verdict {
+            Verdict::Respond(..) => FailMode::Closed,
+            _ => FailMode::Open,
+        };
+        proxy
+            .metrics
+            .uninspected
+            .with_label_values(&["unreadable", mode.as_str()])
+            .inc();
+    }
     let decision = inspection.verdict.decision();
     outcome.decision = decision.as_str();
     outcome.findings = inspection.findings;
@@ -382,12 +471,25 @@ async fn inspect(
     }
 }
 
+/// The error kind of an exchange broken by the client's own body.
+const CLIENT_BODY: &str = "client_body";
+
 /// Maps a failed upstream exchange to a status, a metric kind and a short
 /// message for the client.
 fn describe_client_error(
     err: &hyper_util::client::legacy::Error,
     target: &Target,
 ) -> (StatusCode, &'static str, String) {
+    if let Some(body) = chain(err)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<body::ClientBodyError>())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            CLIENT_BODY,
+            format!("lantern: {body}: {}", error_chain(&body.0)),
+        );
+    }
     if let Some(tls) = find_tls_error(err) {
         return (
             StatusCode::BAD_GATEWAY,

@@ -9,9 +9,11 @@ pub mod body;
 mod connect;
 mod forward;
 mod headers;
+mod strict;
 mod target;
 mod tunnel;
 mod upstream;
+mod validate;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -176,6 +178,34 @@ impl Proxy {
         )
     }
 
+    /// Bytes the strict reader keeps for one request head: a little more
+    /// than hyper's own limit, so that hyper answers oversized heads (431).
+    fn head_limit(&self) -> usize {
+        self.config.proxy.max_header_bytes as usize + 1024
+    }
+
+    /// The 400 (431) for a request whose head broke a framing rule; it closes the
+    /// connection, since what follows on it cannot be delimited safely.
+    fn malformed(&self, reason: &str) -> hyper::Response<body::Body> {
+        info!(reason, "malformed request refused");
+        self.metrics
+            .requests_refused
+            .with_label_values(&["framing"])
+            .inc();
+        let status = if reason == strict::HEAD_TOO_LARGE {
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        } else {
+            http::StatusCode::BAD_REQUEST
+        };
+        let mut response =
+            body::text_response(status, format!("lantern: malformed request: {reason}"));
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        response
+    }
+
     fn client_allowed(&self, peer: &SocketAddr) -> bool {
         let ip = peer.ip().to_canonical();
         self.config
@@ -188,10 +218,18 @@ impl Proxy {
     /// Serves one accepted client connection (HTTP/1.1 proxy requests).
     async fn serve_client(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _active = GaugeGuard::new(&self.metrics.active_connections);
+        let (stream, heads) = strict::guard(stream, self.head_limit());
         let proxy = self.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(peer, req).await) }
+            let heads = heads.clone();
+            async move {
+                let response = match heads.next_request() {
+                    Ok(()) => proxy.handle(peer, req).await,
+                    Err(reason) => proxy.malformed(reason),
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let mut builder = http1::Builder::new();
         builder

@@ -28,7 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 
-pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 /// Hosts the upstream presents certificates for.
 pub const UPSTREAM_NAMES: &[&str] = &[
@@ -173,7 +174,9 @@ where
 }
 
 fn full(body: impl Into<Bytes>) -> BoxBody {
-    Full::new(body.into()).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// FNV-1a, to compare large bodies without keeping them.
@@ -235,11 +238,13 @@ async fn upstream_route(
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|item| (item, rx))
             });
-            let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            let body = StreamBody::new(stream).map_err(|never| match never {});
+            let mut r = Response::new(BodyExt::boxed(body));
             r.headers_mut()
                 .insert("content-type", "text/event-stream".parse().unwrap());
             r
         }
+        "/hang" => std::future::pending().await,
         "/slow" => {
             state.slow_arrived.notify_one();
             state.slow_release.notified().await;
@@ -280,7 +285,8 @@ async fn upstream_route(
     Ok(response)
 }
 
-/// An inspector that records what it saw; bodies containing `BLOCK-ME` are blocked.
+/// An inspector that records what it saw; bodies containing `BLOCK-ME` are
+/// blocked, and `PANIC-ME` makes it panic.
 #[derive(Default)]
 pub struct Recorder {
     pub seen: Mutex<Vec<(String, Bytes)>>,
@@ -298,6 +304,9 @@ impl Inspector for Recorder {
             .lock()
             .unwrap()
             .push((req.uri.to_string(), req.body.clone()));
+        if req.body.windows(8).any(|w| w == b"PANIC-ME") {
+            panic!("the test inspector was told to panic");
+        }
         if req.body.windows(8).any(|w| w == b"BLOCK-ME") {
             let response = Response::builder()
                 .status(StatusCode::FORBIDDEN)
@@ -312,6 +321,7 @@ impl Inspector for Recorder {
                 }],
                 rule: Some("test policy".into()),
                 endpoint: None,
+                unreadable: false,
             };
         }
         Verdict::Forward(Decision::Allow).into()
@@ -397,7 +407,17 @@ impl Lantern {
 
     /// lantern with the real detection engine and `policy` (YAML) behind the seam.
     pub async fn start_with_policy(upstream: &Upstream, policy: &str) -> Lantern {
-        let lantern = Lantern::start(upstream).await;
+        Lantern::start_with_policy_and(upstream, policy, |_| {}).await
+    }
+
+    /// [`Lantern::start_with_policy`] with a config tweak (the inspector
+    /// takes its limits from the tweaked config).
+    pub async fn start_with_policy_and(
+        upstream: &Upstream,
+        policy: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Lantern {
+        let lantern = Lantern::start_with(upstream, tweak).await;
         let proxy = lantern.proxy.clone();
         let engine = lantern::detect::Engine::bundled().unwrap();
         let detectors: Vec<String> = engine.detector_ids().map(String::from).collect();
@@ -414,6 +434,10 @@ impl Lantern {
             Arc::new(policy),
             proxy.acks.clone(),
             &format!("http://{}", lantern.admin_addr),
+        )
+        .with_limits(
+            proxy.config.inspect.max_body_bytes,
+            proxy.config.inspect.on_oversize,
         );
         proxy.swap_rules(catalog, Arc::new(inspector));
         lantern
@@ -483,4 +507,63 @@ pub async fn post(
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
     client.post(url).body(body).send().await.unwrap()
+}
+
+/// A TLS stream through lantern's interception: `CONNECT authority`, then a
+/// handshake for `name` trusting only lantern's CA.
+pub async fn intercepted(
+    lantern: &Lantern,
+    authority: &str,
+    name: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut stream = tokio::net::TcpStream::connect(lantern.proxy_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Read the CONNECT answer byte by byte: nothing past its head is ours.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "CONNECT refused");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut lantern.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    connector.connect(name, stream).await.unwrap()
+}
+
+/// The first `n` audit events lantern wrote (waits for them, bounded).
+pub async fn audit_events(upstream: &Upstream, n: usize) -> Vec<serde_json::Value> {
+    let path = upstream.data_dir().join("audit.jsonl");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() >= n {
+                return text;
+            }
+            // The writer thread flushes per batch: poll for the file.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("audit events were not written");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
