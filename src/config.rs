@@ -227,6 +227,11 @@ pub struct InspectConfig {
     pub max_body_bytes: u64,
     /// Over the cap: `open` forwards uninspected, `closed` refuses. Default `closed`.
     pub on_oversize: FailMode,
+    /// Bodies buffered for inspection at once, over all connections. A
+    /// request that would exceed it waits for room, then gets 503. Default
+    /// 256 MiB.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for InspectConfig {
@@ -234,6 +239,7 @@ impl Default for InspectConfig {
         InspectConfig {
             max_body_bytes: 4 * 1024 * 1024,
             on_oversize: FailMode::Closed,
+            max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -395,6 +401,12 @@ impl Config {
             problems.push(src.at_key(
                 &["inspect", "max_body_bytes"],
                 "inspect.max_body_bytes must be greater than 0",
+            ));
+        }
+        if self.inspect.max_buffered_bytes < self.inspect.max_body_bytes {
+            problems.push(src.at_key(
+                &["inspect", "max_buffered_bytes"],
+                "inspect.max_buffered_bytes must be at least inspect.max_body_bytes",
             ));
         }
         problems

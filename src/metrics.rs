@@ -174,6 +174,7 @@ impl Metrics {
                 uninspected.with_label_values(&[reason, mode]);
             }
         }
+        uninspected.with_label_values(&["busy", "closed"]);
         for kind in ["connect", "tls", "timeout", "reset", "other"] {
             upstream_errors.with_label_values(&[kind]);
         }

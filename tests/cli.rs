@@ -407,3 +407,97 @@ fn report_summarises_audit_logs_in_every_format() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.jsonl"));
 }
+
+/// Peak and current resident memory of a process, in KiB (Linux).
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// 200 connections each POST a body of `BURST_BODY_MIB` MiB (default 1;
+/// the README's figure uses 4) to an inspected app at once, with
+/// `max_buffered_bytes` at 16 MiB per body MiB.
+async fn a_burst_of_large_bodies_stays_within_the_buffer_budget() {
+    const CONNS: usize = 200;
+    let mib: usize = std::env::var("BURST_BODY_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let (body_len, budget_mib) = (mib << 20, 16 * mib as u64);
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ninspect: {{max_buffered_bytes: {budget_mib}MiB}}\nupstream:\n  resolve: {{\"api.openai.com:80\": \"{}\"}}\n",
+        upstream.plain_addr
+    );
+    let run = Running::start(dir.path(), &config).await;
+    let pid = run.child.id().unwrap();
+    let Some((_, idle)) = rss_kib(pid) else {
+        eprintln!("skipped: no /proc on this system");
+        return;
+    };
+    let body = bytes::Bytes::from(
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\""
+            .bytes()
+            .chain(std::iter::repeat_n(b'a', body_len - 64))
+            .chain("\"}]}".bytes())
+            .collect::<Vec<u8>>(),
+    );
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", run.proxy)).unwrap())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let requests = (0..CONNS).map(|_| {
+        let (client, body) = (client.clone(), body.clone());
+        tokio::spawn(async move {
+            let resp = client
+                .post("http://api.openai.com/sink")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    });
+    let (mut ok, mut busy) = (0, 0);
+    for request in requests.collect::<Vec<_>>() {
+        let (status, text) = request.await.unwrap();
+        match status {
+            200 => {
+                assert!(text.starts_with(&format!("{} ", body.len())), "{text}");
+                ok += 1;
+            }
+            503 => busy += 1,
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    let (peak, end) = rss_kib(pid).unwrap();
+    eprintln!(
+        "{CONNS} x {mib} MiB (budget {budget_mib} MiB) in {:?}: {ok} forwarded, {busy} told to retry; RSS idle {} MiB, peak {} MiB, after {} MiB",
+        started.elapsed(),
+        idle / 1024,
+        peak / 1024,
+        end / 1024
+    );
+    assert!(ok > 0, "nothing got through");
+    // The documented bound (README, "Memory"): idle + 2 x max_buffered_bytes
+    // (each body and the prompt text extracted from it) + 128 KiB per
+    // connection (read and write buffers, TLS state).
+    let bound = idle + 2 * budget_mib * 1024 + 128 * CONNS as u64;
+    assert!(
+        peak <= bound,
+        "peak RSS {peak} KiB over the bound {bound} KiB"
+    );
+}

@@ -121,3 +121,53 @@ async fn requests_addressed_to_lantern_itself_are_refused_as_loops() {
     }
     lantern.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_are_capped_counted_and_reaped() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start_with(&upstream, |c| {
+        c.proxy.max_connections = 20;
+        c.proxy.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Twenty clients: ten never send a byte, ten go idle after one request.
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+        if i % 2 == 1 {
+            stream
+                .write_all(b"GET http://example.test/echo HTTP/1.1\r\nHost: example.test\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 12];
+            stream.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"HTTP/1.1 200");
+        }
+        idle.push(stream);
+    }
+    let mut extra = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    extra
+        .write_all(b"GET http://example.test/echo HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut extra).await.starts_with("HTTP/1.1 503"));
+    let (_, scrape) = lantern.admin_get("/metrics").await;
+    assert_eq!(common::metric(&scrape, "lantern_active_connections"), 20.0);
+    // Every idle connection is closed by lantern after the header timeout...
+    for stream in &mut idle {
+        read_to_close(stream).await;
+    }
+    // ...and its slot is free again.
+    let client = lantern.client(&upstream.ca.cert_pem, common::HttpVersion::H1);
+    let resp = common::post(&client, "http://example.test/echo", "back").await;
+    assert_eq!(resp.text().await.unwrap(), "back");
+    let (_, scrape) = lantern.admin_get("/metrics").await;
+    assert_eq!(
+        common::metric(
+            &scrape,
+            "lantern_connections_refused_total{reason=\"capacity\"}"
+        ),
+        1.0
+    );
+    lantern.stop().await;
+}

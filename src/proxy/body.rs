@@ -2,12 +2,15 @@
 //! buffering for inspection, and short plain-text error responses.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Errors from any body lantern relays.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -65,6 +68,44 @@ pub fn text_response(status: StatusCode, message: impl Into<String>) -> Response
     resp
 }
 
+/// Room for request bodies buffered for inspection, shared by every
+/// connection (`inspect.max_buffered_bytes`), counted in KiB.
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    total: u32,
+}
+
+impl Budget {
+    pub fn new(bytes: u64) -> Budget {
+        let total = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        Budget {
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Reserves room for `bytes`, waiting at most `wait` for others to
+    /// finish; `None` when the wait ran out.
+    pub async fn reserve(&self, bytes: u64, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total);
+        tokio::time::timeout(wait, self.permits.clone().acquire_many_owned(kib))
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// `body`, keeping `permit` until the body is dropped (sent or abandoned).
+pub fn holding(body: Body, permit: OwnedSemaphorePermit) -> Body {
+    body.map_frame(move |frame| {
+        let _held = &permit;
+        frame
+    })
+    .boxed()
+}
+
 /// The result of reading a body up to a cap.
 pub enum Buffered<B> {
     /// The whole body, within the cap.
@@ -79,7 +120,9 @@ pub async fn read_bounded<B>(mut body: B, cap: u64) -> Result<Buffered<B>, B::Er
 where
     B: HttpBody<Data = Bytes> + Unpin,
 {
-    let mut buf = BytesMut::new();
+    // A declared length sizes the buffer once instead of doubling it.
+    let expected = body.size_hint().exact().unwrap_or(0).min(cap);
+    let mut buf = BytesMut::with_capacity(expected as usize);
     while let Some(frame) = body.frame().await {
         // Trailers on an inspected request are dropped: no AI API uses them.
         if let Ok(data) = frame?.into_data() {

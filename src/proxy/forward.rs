@@ -208,20 +208,25 @@ async fn exchange(
     let mut outcome = Outcome::new(Decision::Allow.as_str());
     outcome.req_bytes = content_length(&parts.headers).unwrap_or(0);
     let body = match route.app.as_ref().filter(|a| a.inspect) {
-        Some(app) => match inspect(
-            proxy,
-            route,
-            app,
-            &mut parts,
-            incoming,
-            &mut outcome,
-            incident,
-        )
-        .await
-        {
-            Ok(body) => body,
-            Err(response) => return (response, outcome),
-        },
+        Some(app) => {
+            let Some(permit) = reserve_buffer(proxy, &incoming).await else {
+                return (busy(proxy, app), Outcome::new("error"));
+            };
+            match inspect(
+                proxy,
+                route,
+                app,
+                &mut parts,
+                incoming,
+                &mut outcome,
+                incident,
+            )
+            .await
+            {
+                Ok(body) => body::holding(body, permit),
+                Err(response) => return (response, outcome),
+            }
+        }
         None => body::from_client(incoming),
     };
 
@@ -317,6 +322,41 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// How long a request waits for room in the inspection buffer budget.
+const BUFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reserves buffer room for the body about to be read: its declared
+/// length, or the whole cap when it is chunked.
+async fn reserve_buffer(
+    proxy: &Proxy,
+    incoming: &Incoming,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let cap = proxy.config.inspect.max_body_bytes;
+    let size = hyper::body::Body::size_hint(incoming)
+        .exact()
+        .map_or(cap, |n| n.min(cap));
+    proxy.buffers.reserve(size, BUFFER_WAIT).await
+}
+
+/// The 503 when the buffer budget stayed full: always closed, or a flood
+/// of requests could push others through uninspected.
+fn busy(proxy: &Proxy, app: &App) -> Response<Body> {
+    warn!(app = %app.id, "inspection buffers full; request refused");
+    proxy
+        .metrics
+        .uninspected
+        .with_label_values(&["busy", "closed"])
+        .inc();
+    let mut response = text_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "lantern: too many requests are being inspected right now; try again shortly",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
 }
 
 /// Buffers the body (up to the cap) and asks the inspector. `Ok` carries

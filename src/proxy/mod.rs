@@ -92,6 +92,8 @@ pub struct Proxy {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     connections: Arc<Semaphore>,
+    /// Room for request bodies buffered for inspection.
+    buffers: body::Budget,
 }
 
 impl Proxy {
@@ -103,6 +105,7 @@ impl Proxy {
     ) -> Result<Arc<Proxy>, Error> {
         let upstream = Upstream::new(&config.upstream)?;
         let connections = Arc::new(Semaphore::new(config.proxy.max_connections));
+        let config_buffered = config.inspect.max_buffered_bytes;
         let metrics = Arc::new(Metrics::new());
         let audit_path = config.audit_path();
         let audit = crate::audit::AuditLog::open_with(
@@ -139,6 +142,7 @@ impl Proxy {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             connections,
+            buffers: body::Budget::new(config_buffered),
         }))
     }
 
