@@ -212,18 +212,21 @@ impl Reader {
         }
         self.head.extend_from_slice(&bytes[start..start + take]);
         if self.head.ends_with(b"\n\r\n") || self.head.ends_with(b"\n\n") {
-            let head = std::mem::take(&mut self.head);
-            self.end_of_head(&head);
+            self.end_of_head();
         }
         start + take
     }
 
-    fn end_of_head(&mut self, head: &[u8]) {
-        if head.starts_with(H2_PREFACE) {
+    fn end_of_head(&mut self) {
+        if self.head.starts_with(H2_PREFACE) {
             self.state = State::Done;
+            self.head = Vec::new();
             return;
         }
-        match framing(head) {
+        let framing = framing(&self.head);
+        // Keep the allocation for the next head on this connection.
+        self.head.clear();
+        match framing {
             Ok(Framing::None) => self.index += 1,
             Ok(Framing::Length(n)) => self.state = State::Body(n),
             Ok(Framing::Chunked) => {
