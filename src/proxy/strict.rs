@@ -205,6 +205,16 @@ impl Reader {
             Some(end) => end - (old - from),
             None => bytes.len() - start,
         };
+        // Control bytes never belong in a head: NUL, or the TLS or
+        // WebSocket bytes of a tunnel that follow a successful CONNECT or
+        // upgrade. Stop at once rather than collect them.
+        if bytes[start..start + take]
+            .iter()
+            .any(|&b| (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f)
+        {
+            self.flag(self.index, "a control character in the request head");
+            return bytes.len();
+        }
         if old + take > self.max_head {
             // hyper answers 431; nothing more to learn from this connection.
             self.flag(self.index, HEAD_TOO_LARGE);
@@ -455,6 +465,24 @@ GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let mut stream = b"GET / HTTP/1.1\r\nX: ".to_vec();
         stream.extend(std::iter::repeat_n(b'a', 2000));
         assert_eq!(run(&stream, 100).0.map(|f| f.0), Some(0));
+    }
+
+    #[test]
+    fn tunnel_bytes_after_connect_stop_the_reader_at_once() {
+        let flag = Arc::new(Flag::new());
+        let mut reader = Reader {
+            state: State::Head,
+            head: Vec::new(),
+            max_head: 1024,
+            index: 0,
+            flag: flag.clone(),
+        };
+        reader.feed(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n");
+        // A TLS ClientHello record.
+        reader.feed(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+        assert_eq!(reader.state, State::Done);
+        assert!(reader.head.capacity() == 0, "nothing kept for the tunnel");
+        assert_eq!(flag.get().map(|f| f.0), Some(1));
     }
 
     #[test]
