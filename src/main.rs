@@ -18,9 +18,23 @@ mod cli;
 
 use cli::{CaAction, Cli, Command};
 
+/// Panics are logged with their location only: a panic message can quote
+/// the data being processed (slicing a prompt quotes the prompt), and
+/// prompts carry the secrets lantern must never write out.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "panic (its message is withheld: it may quote request data)");
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    quiet_panics();
     let result = match cli.command {
         Command::Run { config } => run(config.as_deref()),
         Command::Check { config } => check(config.as_deref()),

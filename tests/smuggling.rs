@@ -326,3 +326,47 @@ async fn inside_an_intercepted_tunnel_the_same_rules_hold() {
     }
     lantern.stop().await;
 }
+
+#[tokio::test]
+async fn a_bare_lf_in_a_trailer_cannot_blind_the_strict_reader() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start(&upstream).await;
+    // hyper keeps the bare LF inside the trailer line; a reader that ended
+    // the body there would take the next request's bytes for a body and
+    // let the bare-LF and CL+TE requests hidden in it through unchecked.
+    let hidden = "GET http://example.test/echo HTTP/1.1\nHost: example.test\n\n\
+                  POST http://example.test/echo HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let raw = format!(
+        "{PLAIN}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX: a\n\n\
+         {PLAIN}Content-Length: {}\r\n\r\n{hidden}",
+        hidden.len()
+    );
+    let stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    let reply = exchange_n(stream, raw.as_bytes(), 2).await;
+    let ok = reply.find("HTTP/1.1 200 OK").expect(&reply);
+    let refused = reply.find("HTTP/1.1 400 Bad Request").expect(&reply);
+    assert!(ok < refused, "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 2, "{reply}");
+    assert_eq!(
+        upstream.hits(),
+        1,
+        "hidden requests were forwarded: {reply}"
+    );
+    lantern.stop().await;
+}
+
+#[tokio::test]
+async fn unusual_but_valid_requests_pass() {
+    let upstream = Upstream::start().await;
+    let lantern = Lantern::start(&upstream).await;
+    let raw = format!(
+        "POST http://user@example.test/echo HTTP/1.1\r\nHost: example.test\r\nContent-Length: 2\r\n\r\nhi\
+         {PLAIN}Transfer-Encoding: chunked\r\n\r\n00000000000000000003\r\nabc\r\n0\r\n\r\n\
+         {PLAIN}Content-Length: 2\r\nConnection: close\r\n\r\nok"
+    );
+    let stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    let reply = exchange_n(stream, raw.as_bytes(), 3).await;
+    assert_eq!(reply.matches("HTTP/1.1 200 OK").count(), 3, "{reply}");
+    assert_eq!(upstream.hits(), 3);
+    lantern.stop().await;
+}

@@ -77,7 +77,9 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(bytes: u64) -> Budget {
-        let total = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let total = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
         Budget {
             permits: Arc::new(Semaphore::new(total as usize)),
             total,
@@ -97,15 +99,6 @@ impl Budget {
     }
 }
 
-/// `body`, keeping `permit` until the body is dropped (sent or abandoned).
-pub fn holding(body: Body, permit: OwnedSemaphorePermit) -> Body {
-    body.map_frame(move |frame| {
-        let _held = &permit;
-        frame
-    })
-    .boxed()
-}
-
 /// The result of reading a body up to a cap.
 pub enum Buffered<B> {
     /// The whole body, within the cap.
@@ -114,18 +107,36 @@ pub enum Buffered<B> {
     Oversize(Bytes, B),
 }
 
-/// Reads `body` until it ends or more than `cap` bytes have arrived. Memory
-/// is bounded by `cap` plus one frame.
-pub async fn read_bounded<B>(mut body: B, cap: u64) -> Result<Buffered<B>, B::Error>
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError<E> {
+    #[error(transparent)]
+    Body(E),
+    #[error("no body bytes arrived for {0:?}")]
+    Stalled(Duration),
+}
+
+/// Reads `body` until it ends or more than `cap` bytes have arrived, giving
+/// up when no frame comes for `gap`. Memory is bounded by `cap` plus one frame.
+pub async fn read_bounded<B>(
+    mut body: B,
+    cap: u64,
+    gap: Duration,
+) -> Result<Buffered<B>, ReadError<B::Error>>
 where
     B: HttpBody<Data = Bytes> + Unpin,
 {
     // A declared length sizes the buffer once instead of doubling it.
     let expected = body.size_hint().exact().unwrap_or(0).min(cap);
     let mut buf = BytesMut::with_capacity(expected as usize);
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout(gap, body.frame()).await {
+            Ok(Some(frame)) => frame.map_err(ReadError::Body)?,
+            Ok(None) => break,
+            Err(_) => return Err(ReadError::Stalled(gap)),
+        };
         // Trailers on an inspected request are dropped: no AI API uses them.
-        if let Ok(data) = frame?.into_data() {
+        if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() as u64 > cap {
                 return Ok(Buffered::Oversize(buf.freeze(), body));
@@ -200,7 +211,10 @@ mod tests {
 
     #[tokio::test]
     async fn under_cap_is_complete() {
-        match read_bounded(chunked(&[b"ab", b"cd"]), 4).await.unwrap() {
+        match read_bounded(chunked(&[b"ab", b"cd"]), 4, Duration::from_secs(5))
+            .await
+            .unwrap()
+        {
             Buffered::Complete(b) => assert_eq!(&b[..], b"abcd"),
             Buffered::Oversize(..) => panic!("within cap"),
         }
@@ -208,11 +222,13 @@ mod tests {
 
     #[tokio::test]
     async fn over_cap_keeps_prefix_and_rest_streams_in_order() {
-        let Buffered::Oversize(prefix, rest) =
-            read_bounded(chunked(&[b"ab", b"cd", b"ef", b"gh"]), 3)
-                .await
-                .unwrap()
-        else {
+        let Buffered::Oversize(prefix, rest) = read_bounded(
+            chunked(&[b"ab", b"cd", b"ef", b"gh"]),
+            3,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap() else {
             panic!("over cap")
         };
         assert_eq!(&prefix[..], b"abcd");

@@ -207,10 +207,13 @@ async fn exchange(
 
     let mut outcome = Outcome::new(Decision::Allow.as_str());
     outcome.req_bytes = content_length(&parts.headers).unwrap_or(0);
+    let mut permit = None;
     let body = match route.app.as_ref().filter(|a| a.inspect) {
         Some(app) => {
-            let Some(permit) = reserve_buffer(proxy, &incoming).await else {
-                return (busy(proxy, app), Outcome::new("error"));
+            // Held until the upstream has taken the body (its response head).
+            permit = match reserve_buffer(proxy, &incoming).await {
+                Ok(permit) => permit,
+                Err(()) => return (busy(proxy, app), Outcome::new("error")),
             };
             match inspect(
                 proxy,
@@ -223,7 +226,7 @@ async fn exchange(
             )
             .await
             {
-                Ok(body) => body::holding(body, permit),
+                Ok(body) => body,
                 Err(response) => return (response, outcome),
             }
         }
@@ -245,6 +248,7 @@ async fn exchange(
         .metrics
         .upstream_seconds
         .observe(started.elapsed().as_secs_f64());
+    drop(permit);
     let mut response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
@@ -328,16 +332,22 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 const BUFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reserves buffer room for the body about to be read: its declared
-/// length, or the whole cap when it is chunked.
+/// length, or the whole cap when it is chunked; nothing for no body.
+/// `Err` when no room came within [`BUFFER_WAIT`].
 async fn reserve_buffer(
     proxy: &Proxy,
     incoming: &Incoming,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
     let cap = proxy.config.inspect.max_body_bytes;
-    let size = hyper::body::Body::size_hint(incoming)
-        .exact()
-        .map_or(cap, |n| n.min(cap));
-    proxy.buffers.reserve(size, BUFFER_WAIT).await
+    let size = match hyper::body::Body::size_hint(incoming).exact() {
+        Some(0) => return Ok(None),
+        Some(n) => n.min(cap),
+        None => cap,
+    };
+    match proxy.buffers.reserve(size, BUFFER_WAIT).await {
+        Some(permit) => Ok(Some(permit)),
+        None => Err(()),
+    }
 }
 
 /// The 503 when the buffer budget stayed full: always closed, or a flood
@@ -371,7 +381,10 @@ async fn inspect(
     incident: &str,
 ) -> Result<Body, Response<Body>> {
     let cap = proxy.config.inspect.max_body_bytes;
-    let buffered = read_bounded(incoming, cap).await.map_err(|e| {
+    // A body must keep arriving: a client that declares one and goes
+    // silent would hold its share of the buffer budget.
+    let gap = proxy.config.proxy.header_read_timeout;
+    let buffered = read_bounded(incoming, cap, gap).await.map_err(|e| {
         info!(error = %error_chain(&e), "reading the request body failed");
         proxy
             .metrics
@@ -379,8 +392,12 @@ async fn inspect(
             .with_label_values(&["body"])
             .inc();
         outcome.decision = "error";
+        let status = match e {
+            body::ReadError::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            body::ReadError::Body(_) => StatusCode::BAD_REQUEST,
+        };
         text_response(
-            StatusCode::BAD_REQUEST,
+            status,
             format!(
                 "lantern: could not read the request body: {}",
                 error_chain(&e)

@@ -128,8 +128,9 @@ enum State {
     ChunkData(u64),
     /// After chunk data: expecting CR (false) or LF (true).
     ChunkEnd(bool),
-    /// In the trailer section: the current line's length so far.
-    Trailer(usize),
+    /// In the trailer section: the current line's length so far, and
+    /// whether a CR just came (lines end in CRLF, as in a head).
+    Trailer { len: usize, cr: bool },
     /// Stopped: a rule was broken, or the stream left HTTP/1.1.
     Done,
 }
@@ -208,10 +209,7 @@ impl Reader {
         // Control bytes never belong in a head: NUL, or the TLS or
         // WebSocket bytes of a tunnel that follow a successful CONNECT or
         // upgrade. Stop at once rather than collect them.
-        if bytes[start..start + take]
-            .iter()
-            .any(|&b| (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f)
-        {
+        if bytes[start..start + take].iter().any(|&b| is_control(b)) {
             self.flag(self.index, "a control character in the request head");
             return bytes.len();
         }
@@ -234,8 +232,12 @@ impl Reader {
             return;
         }
         let framing = framing(&self.head);
-        // Keep the allocation for the next head on this connection.
-        self.head.clear();
+        // Keep a small allocation for the next head on this connection.
+        if self.head.capacity() > 8 * 1024 {
+            self.head = Vec::new();
+        } else {
+            self.head.clear();
+        }
         match framing {
             Ok(Framing::None) => self.index += 1,
             Ok(Framing::Length(n)) => self.state = State::Body(n),
@@ -256,7 +258,7 @@ impl Reader {
         match self.state {
             State::ChunkSize { size, digits, ext } => match b {
                 b'\n' if digits == 0 => self.flag(next, BAD),
-                b'\n' if size == 0 => self.state = State::Trailer(0),
+                b'\n' if size == 0 => self.state = State::Trailer { len: 0, cr: false },
                 b'\n' => self.state = State::ChunkData(size),
                 _ if ext => {}
                 b';' | b'\r' | b' ' | b'\t' => {
@@ -267,10 +269,11 @@ impl Reader {
                     }
                 }
                 _ => match (b as char).to_digit(16) {
-                    Some(d) if digits < 16 => {
+                    // Leading zeros are fine (hyper only refuses overflow).
+                    Some(d) if size >> 60 == 0 => {
                         self.state = State::ChunkSize {
                             size: size << 4 | u64::from(d),
-                            digits: digits + 1,
+                            digits: digits.saturating_add(1),
                             ext,
                         }
                     }
@@ -286,19 +289,36 @@ impl Reader {
                 }
             }
             State::ChunkEnd(_) => self.flag(next, BAD),
-            State::Trailer(len) => match b {
+            // hyper ends trailer lines only at CRLF and keeps a bare LF
+            // inside a line; ending lines anywhere else would desynchronise.
+            State::Trailer { len, cr: true } => match b {
                 b'\n' if len == 0 => {
                     self.index += 1;
                     self.state = State::Head;
                 }
-                b'\n' => self.state = State::Trailer(0),
-                b'\r' => {}
-                _ if len >= self.max_head => self.flag(next, BAD),
-                _ => self.state = State::Trailer(len + 1),
+                b'\n' => self.state = State::Trailer { len: 0, cr: false },
+                _ => self.flag(next, BAD),
+            },
+            State::Trailer { len, cr: false } => match b {
+                b'\r' => self.state = State::Trailer { len, cr: true },
+                b'\n' => self.flag(next, BAD),
+                _ if is_control(b) || len >= self.max_head => self.flag(next, BAD),
+                _ => {
+                    self.state = State::Trailer {
+                        len: len + 1,
+                        cr: false,
+                    }
+                }
             },
             _ => unreachable!("chunk_byte outside a chunked body"),
         }
     }
+}
+
+/// A byte that never belongs in a head or trailer line (CR and LF are
+/// line ends, checked separately; HTAB is whitespace).
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7f
 }
 
 /// The offset just past the blank line ending a head, searching `tail` (the
@@ -412,7 +432,7 @@ mod tests {
         let stream = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n\
 POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhe\nlo\
 POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
-5;name=\"x\"\r\nhe\r\nl\r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n\
+5;name=\"x\"\r\nhe\r\nl\r\n000000000000000000A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n\
 GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(each_step(stream), (None, 4));
     }
@@ -451,7 +471,15 @@ GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
     #[test]
     fn a_broken_chunked_body_flags_what_follows() {
-        for body in [&b"zz\r\n"[..], b"11111111111111111\r\n", b"3\r\nabcX"] {
+        for body in [
+            &b"zz\r\n"[..],
+            b"11111111111111111\r\n",
+            b"3\r\nabcX",
+            // hyper keeps a bare LF inside a trailer line: no line end here.
+            b"0\r\nX: a\n\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nX: \x01\r\n\r\n",
+        ] {
             let mut stream =
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             stream.extend_from_slice(body);

@@ -49,7 +49,12 @@ pub fn check(
             "an HTTP/1.1 request needs a Host header",
         ));
     }
-    let named = parts.uri.authority().map(|a| a.as_str()).into_iter().chain(
+    // Userinfo (`user@`) is not part of where a request goes.
+    let uri_authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, at)| at));
+    let named = uri_authority.into_iter().chain(
         parts
             .headers
             .get(header::HOST)
@@ -162,6 +167,12 @@ mod tests {
         );
         let fronted_h1 = parts(Version::HTTP_11, "/", &[("host", "chatgpt.com")]);
         assert!(check(&fronted_h1, Scheme::Https, &t, true).is_err());
+        let userinfo = parts(
+            Version::HTTP_11,
+            "https://user:pw@api.openai.com/v1/models",
+            &[("host", "api.openai.com")],
+        );
+        assert_eq!(check(&userinfo, Scheme::Https, &t, true), Ok(()));
         let old = parts(Version::HTTP_10, "/", &[]);
         assert_eq!(check(&old, Scheme::Https, &t, true), Ok(()));
     }
