@@ -398,7 +398,13 @@ impl Lantern {
     /// lantern with the real detection engine and `policy` (YAML) behind the seam.
     pub async fn start_with_policy(upstream: &Upstream, policy: &str) -> Lantern {
         let lantern = Lantern::start(upstream).await;
-        let proxy = lantern.proxy.clone();
+        lantern.use_policy(policy);
+        lantern
+    }
+
+    /// Puts the real detection engine and `policy` (YAML) behind the seam.
+    pub fn use_policy(&self, policy: &str) {
+        let proxy = self.proxy.clone();
         let engine = lantern::detect::Engine::bundled().unwrap();
         let detectors: Vec<String> = engine.detector_ids().map(String::from).collect();
         let catalog = proxy.rules().catalog.clone();
@@ -413,10 +419,9 @@ impl Lantern {
             Arc::new(engine),
             Arc::new(policy),
             proxy.acks.clone(),
-            &format!("http://{}", lantern.admin_addr),
+            &format!("http://{}", self.admin_addr),
         );
         proxy.swap_rules(catalog, Arc::new(inspector));
-        lantern
     }
 
     /// A reqwest client through lantern trusting `root_pem`.
@@ -483,4 +488,18 @@ pub async fn post(
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
     client.post(url).body(body).send().await.unwrap()
+}
+
+/// Settings for property and fuzz tests: `default_cases` cases unless
+/// `PROPTEST_CASES` is set, which always wins (`ProptestConfig::with_cases`
+/// would override it), so one command turns every property into a long run.
+pub fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    proptest::test_runner::Config {
+        cases,
+        ..proptest::test_runner::Config::default()
+    }
 }
