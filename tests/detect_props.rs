@@ -2,6 +2,8 @@
 //! and on character boundaries, in order and without overlap, and is
 //! deterministic.
 
+mod common;
+
 use std::sync::OnceLock;
 
 use lantern::detect::Engine;
@@ -53,7 +55,7 @@ fn check(input: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(common::proptest_config(256))]
 
     #[test]
     fn arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..2048)) {
@@ -72,7 +74,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(common::proptest_config(128))]
 
     /// Windows around candidates find what running every regex over the
     /// whole input finds.

@@ -3,6 +3,8 @@
 //! body unchanged; a redaction rewrite extracts again with `[REDACTED:…]`
 //! exactly where it was put.
 
+mod common;
+
 use lantern::extract::{extract, Limits, Redaction, Request};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -122,7 +124,7 @@ fn request_headers(content_type: &str) -> http::HeaderMap {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(256))]
 
     #[test]
     fn arbitrary_bytes_never_panic(

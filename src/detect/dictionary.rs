@@ -37,7 +37,8 @@ impl Dictionary {
         }
         let ac = AhoCorasick::builder()
             .ascii_case_insensitive(case_insensitive)
-            .match_kind(MatchKind::LeftmostLongest)
+            // Standard semantics, for overlapping search (see `scan`).
+            .match_kind(MatchKind::Standard)
             // A contiguous NFA keeps 100k-word lists compact; a DFA could be huge.
             .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(words)
@@ -55,18 +56,29 @@ impl Dictionary {
         self.len
     }
 
-    /// Calls `found(start, end)` for every whole-word occurrence.
+    /// Calls `found(start, end)` for whole-word occurrences, leftmost
+    /// longest first and without overlap. Every occurrence is considered
+    /// before choosing, so an entry glued to a word (`myProject Falcon`)
+    /// cannot hide an overlapping one that stands alone (`Falcon`).
     pub fn scan(&self, hay: &[u8], mut found: impl FnMut(usize, usize)) {
         let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
-        for m in self.ac.find_iter(hay) {
-            let (s, e) = (m.start(), m.end());
-            if self.whole_word
-                && ((s > 0 && is_word(hay[s - 1]) && is_word(hay[s]))
-                    || (e < hay.len() && is_word(hay[e]) && is_word(hay[e - 1])))
-            {
-                continue;
+        let mut hits: Vec<(usize, usize)> = self
+            .ac
+            .find_overlapping_iter(hay)
+            .map(|m| (m.start(), m.end()))
+            .filter(|&(s, e)| {
+                !(self.whole_word
+                    && ((s > 0 && is_word(hay[s - 1]) && is_word(hay[s]))
+                        || (e < hay.len() && is_word(hay[e]) && is_word(hay[e - 1]))))
+            })
+            .collect();
+        hits.sort_unstable_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
+        let mut taken_to = 0;
+        for (s, e) in hits {
+            if s >= taken_to {
+                found(s, e);
+                taken_to = e;
             }
-            found(s, e);
         }
     }
 }
@@ -86,6 +98,18 @@ mod tests {
             |s, e| hits.push((s, e)),
         );
         assert_eq!(hits, vec![(8, 19), (24, 33)]);
+    }
+
+    #[test]
+    fn entry_glued_to_a_word_does_not_hide_an_overlapping_one() {
+        let d = Dictionary::build(0, &["Project Falcon", "Falcon", "Aa Aa"], true, true)
+            .unwrap()
+            .unwrap();
+        let mut hits = Vec::new();
+        d.scan(b"myProject Falcon; Aa AaAa Aa Aa Aa\xe1", |s, e| {
+            hits.push((s, e))
+        });
+        assert_eq!(hits, vec![(10, 16), (26, 31)]);
     }
 
     #[test]

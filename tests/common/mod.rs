@@ -418,7 +418,13 @@ impl Lantern {
         tweak: impl FnOnce(&mut Config),
     ) -> Lantern {
         let lantern = Lantern::start_with(upstream, tweak).await;
-        let proxy = lantern.proxy.clone();
+        lantern.use_policy(policy);
+        lantern
+    }
+
+    /// Puts the real detection engine and `policy` (YAML) behind the seam.
+    pub fn use_policy(&self, policy: &str) {
+        let proxy = self.proxy.clone();
         let engine = lantern::detect::Engine::bundled().unwrap();
         let detectors: Vec<String> = engine.detector_ids().map(String::from).collect();
         let catalog = proxy.rules().catalog.clone();
@@ -433,14 +439,13 @@ impl Lantern {
             Arc::new(engine),
             Arc::new(policy),
             proxy.acks.clone(),
-            &format!("http://{}", lantern.admin_addr),
+            &format!("http://{}", self.admin_addr),
         )
         .with_limits(
             proxy.config.inspect.max_body_bytes,
             proxy.config.inspect.on_oversize,
         );
         proxy.swap_rules(catalog, Arc::new(inspector));
-        lantern
     }
 
     /// A reqwest client through lantern trusting `root_pem`.
@@ -566,4 +571,18 @@ pub async fn audit_events(upstream: &Upstream, n: usize) -> Vec<serde_json::Valu
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Settings for property and fuzz tests: `default_cases` cases unless
+/// `PROPTEST_CASES` is set, which always wins (`ProptestConfig::with_cases`
+/// would override it), so one command turns every property into a long run.
+pub fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    proptest::test_runner::Config {
+        cases,
+        ..proptest::test_runner::Config::default()
+    }
 }
