@@ -138,7 +138,9 @@ pub struct UpstreamConfig {
     /// Time to wait for upstream response headers. Default 300s (models think slowly).
     #[serde(deserialize_with = "duration")]
     pub response_timeout: Duration,
-    /// Idle pooled connections kept per upstream host. Default 32.
+    /// Idle pooled connections kept per upstream host. Default 256: below
+    /// the number of concurrent requests to one AI API, returned connections
+    /// are dropped and every new request pays a TLS handshake.
     pub pool_max_idle_per_host: usize,
     /// Offer h2 to upstreams (ALPN). Default false: a pool of keep-alive
     /// HTTP/1.1 connections measured faster per request through lantern
@@ -153,7 +155,7 @@ impl Default for UpstreamConfig {
             resolve: BTreeMap::new(),
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(300),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: 256,
             http2: false,
         }
     }
