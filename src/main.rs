@@ -217,10 +217,7 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             proxy.acks.clone(),
             &ack_base,
         )
-        .with_limits(
-            proxy.config.inspect.max_body_bytes,
-            proxy.config.inspect.on_oversize,
-        );
+        .with_limits(&proxy.config.inspect);
         proxy.swap_rules(catalog, Arc::new(inspector));
         tokio::spawn(lantern::rules::watch(
             proxy.clone(),

@@ -146,10 +146,7 @@ pub fn reload(proxy: &Arc<Proxy>, path: Option<&Path>, ack_base: &str, reason: &
                     proxy.acks.clone(),
                     ack_base,
                 )
-                .with_limits(
-                    loaded.config.inspect.max_body_bytes,
-                    loaded.config.inspect.on_oversize,
-                ),
+                .with_limits(&loaded.config.inspect),
             );
             proxy.swap_rules(Arc::new(loaded.catalog), inspector);
             reloads.with_label_values(&["ok"]).inc();

@@ -398,10 +398,7 @@ async fn start_lantern(config: Config, engine: Engine) -> Result<Lantern, BoxErr
         proxy.acks.clone(),
         &ack_base,
     )
-    .with_limits(
-        proxy.config.inspect.max_body_bytes,
-        proxy.config.inspect.on_oversize,
-    );
+    .with_limits(&proxy.config.inspect);
     proxy.swap_rules(catalog, Arc::new(inspector));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(proxy::run(proxy.clone(), listeners, async {

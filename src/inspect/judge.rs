@@ -63,10 +63,11 @@ impl PolicyInspector {
         }
     }
 
-    /// Decompression bound and the fail mode for bodies that cannot be read.
-    pub fn with_limits(mut self, max_decoded_bytes: u64, on_uninspectable: FailMode) -> Self {
-        self.limits.max_decoded_bytes = max_decoded_bytes;
-        self.on_uninspectable = on_uninspectable;
+    /// Takes the decompression bound (`max_body_bytes`) and the fail mode
+    /// for bodies that cannot be read (`on_oversize`) from `inspect`.
+    pub fn with_limits(mut self, inspect: &crate::config::InspectConfig) -> Self {
+        self.limits.max_decoded_bytes = inspect.max_body_bytes;
+        self.on_uninspectable = inspect.on_oversize;
         self
     }
 

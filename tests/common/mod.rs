@@ -441,10 +441,7 @@ impl Lantern {
             proxy.acks.clone(),
             &format!("http://{}", self.admin_addr),
         )
-        .with_limits(
-            proxy.config.inspect.max_body_bytes,
-            proxy.config.inspect.on_oversize,
-        );
+        .with_limits(&proxy.config.inspect);
         proxy.swap_rules(catalog, Arc::new(inspector));
     }
 
