@@ -20,6 +20,7 @@
 mod dictionary;
 mod engine;
 mod finding;
+mod keywords;
 mod load;
 mod mask;
 mod rule;
