@@ -267,9 +267,11 @@ impl Iterator for Hits<'_> {
             let end = (self.probed + BLOCK).min(hay.len());
             kw.probe(hay, self.probed, end, &mut self.found);
             self.probed = end;
-            // Longest first at equal starts, so the others are skipped.
+            // Longest first at equal starts, so the others are skipped. The
+            // list is two nearly sorted runs (fingerprint probes, then byte
+            // search), which the stable sort merges in about linear time.
             self.found
-                .sort_unstable_by_key(|&(s, p)| (s, Reverse(kw.patterns[p as usize].len())));
+                .sort_by_key(|&(s, p)| (s, Reverse(kw.patterns[p as usize].len())));
             self.ready = if end == hay.len() {
                 self.found.len()
             } else {
