@@ -1,9 +1,9 @@
 //! Compilation and scanning.
 //!
 //! The pipeline: prefilter → windows → confirm → validate → resolve.
-//! All rules' keywords go into one aho-corasick automaton; `digits` anchors
-//! are found by a byte scan for digit clusters (ten one-byte patterns would
-//! stop the automaton at every digit). Both streams, merged in input order,
+//! All rules' keywords are found in one pass (`keywords`: a fingerprint
+//! table probed at every byte, hits verified); `digits` anchors are found by
+//! a byte scan for digit clusters. Both streams, merged in input order,
 //! yield candidates; each opens a small window (the pattern's
 //! `before`/`after`) in which that pattern's regex runs. Overlapping (or
 //! nearly touching) windows of one pattern are merged, so every byte is
@@ -15,10 +15,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 
 use super::dictionary::{self, Dictionary};
+use super::keywords::{KeywordHit, Keywords};
 use super::mask::{self, MaskStyle};
 use super::rule::{RuleError, RuleSpec};
 use super::validate::Validator;
@@ -40,8 +40,8 @@ const MERGE_GAP: usize = 256;
 pub struct Engine {
     rules: Vec<Rule>,
     probes: Vec<Probe>,
-    keywords: Option<AhoCorasick>,
-    /// Per automaton pattern: the probes it wakes.
+    keywords: Keywords,
+    /// Per keyword pattern: the probes it wakes.
     triggers: Vec<Vec<Trigger>>,
     /// Probes with the `digits` anchor, woken by digit clusters.
     digit_probes: Vec<usize>,
@@ -77,7 +77,7 @@ struct Probe {
 #[derive(Debug, Clone)]
 struct Trigger {
     probe: usize,
-    /// Exact bytes to check for case-sensitive keywords (the automaton is
+    /// Exact bytes to check for case-sensitive keywords (keyword search is
     /// case-insensitive); `None` when any case matches.
     exact: Option<Box<[u8]>>,
     len: usize,
@@ -215,9 +215,10 @@ impl Engine {
             return Err(errors);
         }
 
-        // One automaton pattern per distinct lowercase keyword. Leftmost-longest
-        // hides a shorter keyword that is a prefix of a longer one at the same
-        // position, so each pattern also wakes the probes of its prefixes.
+        // One pattern per distinct lowercase keyword. Only the longest keyword
+        // starting at a position is reported, which hides a shorter keyword
+        // that is a prefix of it, so each pattern also wakes the probes of its
+        // prefixes.
         let mut patterns: Vec<Vec<u8>> = keywords.iter().map(|(k, _)| k.clone()).collect();
         patterns.sort();
         patterns.dedup();
@@ -231,28 +232,10 @@ impl Engine {
                     .collect()
             })
             .collect();
-        let automaton = if patterns.is_empty() {
-            None
-        } else {
-            let ac = AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&patterns)
-                .map_err(|e| {
-                    vec![RuleError {
-                        file: "<rules>".into(),
-                        line: 0,
-                        col: 0,
-                        message: format!("keyword automaton: {e}"),
-                    }]
-                })?;
-            Some(ac)
-        };
         Ok(Engine {
             rules,
             probes,
-            keywords: automaton,
+            keywords: Keywords::new(&patterns),
             triggers,
             digit_probes,
             dictionaries,
@@ -300,7 +283,7 @@ impl Engine {
     /// per merged window.
     fn candidates(&self, hay: &[u8], raw: &mut Vec<Raw>) {
         let mut windows = Windows::new(self.probes.len());
-        let mut keywords = KeywordHits::new(self.keywords.as_ref(), hay);
+        let mut keywords = self.keywords.hits(hay);
         let mut clusters = Clusters::new(!self.digit_probes.is_empty(), hay);
         let (mut hit, mut cluster) = (keywords.next(), clusters.next());
         loop {
@@ -520,54 +503,6 @@ impl Cluster {
     }
 }
 
-/// A keyword found by the automaton: the longest one starting at `start`.
-#[derive(Debug, Clone, Copy)]
-struct KeywordHit {
-    start: usize,
-    /// End of the match, or of the run of a one-byte keyword (`@@@@`), which
-    /// counts as one hit.
-    run_end: usize,
-    pattern: usize,
-}
-
-/// Keyword hits in input order, one per start position (so keywords that
-/// overlap are all seen), with runs of a one-byte keyword collapsed.
-struct KeywordHits<'a> {
-    ac: Option<&'a AhoCorasick>,
-    hay: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> KeywordHits<'a> {
-    fn new(ac: Option<&'a AhoCorasick>, hay: &'a [u8]) -> Self {
-        KeywordHits { ac, hay, pos: 0 }
-    }
-}
-
-impl Iterator for KeywordHits<'_> {
-    type Item = KeywordHit;
-
-    fn next(&mut self) -> Option<KeywordHit> {
-        let hay = self.hay;
-        if self.pos >= hay.len() {
-            return None;
-        }
-        let m = self.ac?.find(Input::new(hay).span(self.pos..hay.len()))?;
-        let s = m.start();
-        let run_end = if m.len() == 1 {
-            s + hay[s..].iter().take_while(|&&b| b == hay[s]).count()
-        } else {
-            m.end()
-        };
-        self.pos = if m.len() == 1 { run_end } else { s + 1 };
-        Some(KeywordHit {
-            start: s,
-            run_end,
-            pattern: m.pattern().as_usize(),
-        })
-    }
-}
-
 /// Digit clusters in input order; a digit inside a cluster starts none.
 struct Clusters<'a> {
     hay: &'a [u8],
@@ -596,11 +531,19 @@ impl Iterator for Clusters<'_> {
 /// Position of the first ASCII digit at or after `from`.
 fn find_digit(hay: &[u8], from: usize) -> Option<usize> {
     const CHUNK: usize = 32;
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let mut at = from.min(hay.len());
     let mut chunks = hay[at..].chunks_exact(CHUNK);
     for chunk in &mut chunks {
-        // No early exit inside a chunk, so the test compiles to SIMD compares.
-        if chunk.iter().fold(false, |any, b| any | b.is_ascii_digit()) {
+        // Eight bytes at a time: a byte is a digit when `b ^ b'0'` is below
+        // ten, and `(x - 10) & !x & 0x80` flags such a byte in every lane (or
+        // a later one after a borrow: only "any" is needed here).
+        let any = chunk.chunks_exact(8).fold(0, |any, w| {
+            let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8])) ^ (ONES * u64::from(b'0'));
+            any | (w.wrapping_sub(ONES * 10) & !w & HIGHS)
+        });
+        if any != 0 {
             return chunk.iter().position(u8::is_ascii_digit).map(|i| at + i);
         }
         at += CHUNK;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! rules/detectors/*.yaml ──▶ rule (decode, positions) ──▶ engine (compile)
-//! input ──▶ aho-corasick pass over keywords + byte scan for digit clusters ──▶ candidate windows
+//! input ──▶ keyword fingerprint pass + byte scan for digit clusters ──▶ candidate windows
 //!       ──▶ regex in each window ──▶ validate ──▶ allowlist/context ──▶ overlap resolution ──▶ Finding
 //! ```
 //!
@@ -12,6 +12,7 @@
 //! - `rule`: the rule file format and its decoding.
 //! - `load`: bundled packs and rule directories.
 //! - `engine`: compilation and the scan itself.
+//! - `keywords`: every rule keyword in one pass (hashed fingerprints, verified).
 //! - `validate`: checksums and shape checks (Luhn, IBAN mod-97, SSN ranges, entropy…).
 //! - `dictionary`: organisation word lists.
 //! - `mask`: masked previews.
@@ -20,6 +21,7 @@
 mod dictionary;
 mod engine;
 mod finding;
+mod keywords;
 mod load;
 mod mask;
 mod rule;

@@ -120,8 +120,9 @@ fn digits(value: &[u8]) -> impl Iterator<Item = u8> + Clone + '_ {
 pub fn luhn(value: &[u8]) -> bool {
     let mut sum = 0u32;
     let mut count = 0;
-    for (i, d) in digits(value).collect::<Vec<_>>().iter().rev().enumerate() {
-        let mut d = u32::from(*d);
+    let from_right = value.iter().rev().filter(|b| b.is_ascii_digit());
+    for (i, d) in from_right.map(|b| b - b'0').enumerate() {
+        let mut d = u32::from(d);
         if i % 2 == 1 {
             d *= 2;
             if d > 9 {
@@ -135,10 +136,10 @@ pub fn luhn(value: &[u8]) -> bool {
 }
 
 fn card(value: &[u8]) -> bool {
-    let ds: Vec<u8> = digits(value).collect();
-    if !(13..=19).contains(&ds.len()) || !luhn(value) {
+    if !(13..=19).contains(&digits(value).count()) || !luhn(value) {
         return false;
     }
+    let ds: Vec<u8> = digits(value).collect();
     // One separator kind at most, and never doubled.
     let seps: Vec<u8> = value
         .iter()
