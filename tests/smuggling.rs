@@ -63,6 +63,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: S, raw: &[u8]) -> S
     exchange_n(stream, raw, 1).await
 }
 
+/// Exactly two answers: 200 to the valid request, then 400 to the bad one.
+fn assert_served_then_refused(reply: &str) {
+    let ok = reply.find("HTTP/1.1 200 OK").expect(reply);
+    let refused = reply.find("HTTP/1.1 400 Bad Request").expect(reply);
+    assert!(ok < refused, "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 ").count(), 2, "{reply}");
+}
+
 async fn send(lantern: &Lantern, raw: &[u8]) -> String {
     exchange(TcpStream::connect(lantern.proxy_addr).await.unwrap(), raw).await
 }
@@ -255,10 +263,7 @@ async fn a_smuggled_request_behind_a_valid_one_is_refused() {
     );
     let stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
     let reply = exchange_n(stream, raw.as_bytes(), 2).await;
-    let ok = reply.find("HTTP/1.1 200 OK").expect(&reply);
-    let refused = reply.find("HTTP/1.1 400 Bad Request").expect(&reply);
-    assert!(ok < refused, "{reply}");
-    assert_eq!(reply.matches("HTTP/1.1 ").count(), 2, "{reply}");
+    assert_served_then_refused(&reply);
     assert_eq!(upstream.hits(), 1, "only the valid request is forwarded");
     lantern.stop().await;
 }
@@ -343,10 +348,7 @@ async fn a_bare_lf_in_a_trailer_cannot_blind_the_strict_reader() {
     );
     let stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
     let reply = exchange_n(stream, raw.as_bytes(), 2).await;
-    let ok = reply.find("HTTP/1.1 200 OK").expect(&reply);
-    let refused = reply.find("HTTP/1.1 400 Bad Request").expect(&reply);
-    assert!(ok < refused, "{reply}");
-    assert_eq!(reply.matches("HTTP/1.1 ").count(), 2, "{reply}");
+    assert_served_then_refused(&reply);
     assert_eq!(
         upstream.hits(),
         1,

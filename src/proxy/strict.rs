@@ -59,13 +59,7 @@ pub fn guard<S>(inner: S, max_head: usize) -> (Strict<S>, Arc<HeadCheck>) {
         flag: flag.clone(),
         served: AtomicU64::new(0),
     });
-    let reader = Reader {
-        state: State::Head,
-        head: Vec::new(),
-        max_head,
-        index: 0,
-        flag,
-    };
+    let reader = Reader::new(max_head, flag);
     (Strict { inner, reader }, check)
 }
 
@@ -148,6 +142,16 @@ struct Reader {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 impl Reader {
+    fn new(max_head: usize, flag: Arc<Flag>) -> Reader {
+        Reader {
+            state: State::Head,
+            head: Vec::new(),
+            max_head,
+            index: 0,
+            flag,
+        }
+    }
+
     fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let used = match self.state {
@@ -406,13 +410,7 @@ mod tests {
     /// number of requests whose end was seen.
     fn run(stream: &[u8], step: usize) -> (Option<(u64, &'static str)>, u64) {
         let flag = Arc::new(Flag::new());
-        let mut reader = Reader {
-            state: State::Head,
-            head: Vec::new(),
-            max_head: 1024,
-            index: 0,
-            flag: flag.clone(),
-        };
+        let mut reader = Reader::new(1024, flag.clone());
         for piece in stream.chunks(step) {
             reader.feed(piece);
         }
@@ -498,13 +496,7 @@ GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     #[test]
     fn tunnel_bytes_after_connect_stop_the_reader_at_once() {
         let flag = Arc::new(Flag::new());
-        let mut reader = Reader {
-            state: State::Head,
-            head: Vec::new(),
-            max_head: 1024,
-            index: 0,
-            flag: flag.clone(),
-        };
+        let mut reader = Reader::new(1024, flag.clone());
         reader.feed(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n");
         // A TLS ClientHello record.
         reader.feed(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
