@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use lantern::diag::Problems;
-use lantern::inspect::{AllowAll, PolicyInspector};
+use lantern::inspect::AllowAll;
 use lantern::proxy::{self, Listeners, Proxy};
 use lantern::rules::{load_all, load_config, Loaded};
 use lantern::scan::{ScanFormat, ScanOptions};
@@ -211,14 +211,8 @@ fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         let ack_base = format!("http://{}", listeners.admin.local_addr()?);
         let catalog = Arc::new(catalog);
         let proxy = Proxy::new(config, catalog.clone(), Arc::new(ca), Arc::new(AllowAll))?;
-        let inspector = PolicyInspector::new(
-            Arc::new(engine),
-            Arc::new(policy),
-            proxy.acks.clone(),
-            &ack_base,
-        )
-        .with_limits(&proxy.config.inspect);
-        proxy.swap_rules(catalog, Arc::new(inspector));
+        let inspect = &proxy.config.inspect;
+        lantern::rules::install(&proxy, catalog, engine, policy, inspect, &ack_base);
         tokio::spawn(lantern::rules::watch(
             proxy.clone(),
             path.map(Path::to_path_buf),

@@ -134,21 +134,40 @@ pub async fn watch(
     }
 }
 
+/// Puts `catalog`, `engine` and `policy` in force behind `proxy`, inspecting
+/// with the limits of `inspect`: what start-up and every reload install.
+/// Coaching links point at `ack_base` (the admin listener's public URL).
+pub fn install(
+    proxy: &Proxy,
+    catalog: Arc<Catalog>,
+    engine: Engine,
+    policy: Policy,
+    inspect: &crate::config::InspectConfig,
+    ack_base: &str,
+) {
+    let inspector = PolicyInspector::new(
+        Arc::new(engine),
+        Arc::new(policy),
+        proxy.acks.clone(),
+        ack_base,
+    )
+    .with_limits(inspect);
+    proxy.swap_rules(catalog, Arc::new(inspector));
+}
+
 pub fn reload(proxy: &Arc<Proxy>, path: Option<&Path>, ack_base: &str, reason: &str) {
     let reloads = &proxy.metrics.policy_reloads;
     match load_all(path) {
         Ok(loaded) => {
             let apps = loaded.catalog.apps().len();
-            let inspector = Arc::new(
-                PolicyInspector::new(
-                    Arc::new(loaded.engine),
-                    Arc::new(loaded.policy),
-                    proxy.acks.clone(),
-                    ack_base,
-                )
-                .with_limits(&loaded.config.inspect),
+            install(
+                proxy,
+                Arc::new(loaded.catalog),
+                loaded.engine,
+                loaded.policy,
+                &loaded.config.inspect,
+                ack_base,
             );
-            proxy.swap_rules(Arc::new(loaded.catalog), inspector);
             reloads.with_label_values(&["ok"]).inc();
             tracing::info!(apps, reason, "reloaded rules and policy");
         }

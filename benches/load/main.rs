@@ -58,7 +58,7 @@ use lantern::catalog::Catalog;
 use lantern::config::Config;
 use lantern::detect::Engine;
 use lantern::diag::error_chain;
-use lantern::inspect::{AllowAll, Decision, InspectRequest, PolicyInspector};
+use lantern::inspect::{AllowAll, Decision, InspectRequest};
 use lantern::policy::{Known, Policy};
 use lantern::proxy::{self, Listeners, Proxy};
 use lantern::tls::CertificateAuthority;
@@ -392,14 +392,8 @@ async fn start_lantern(config: Config, engine: Engine) -> Result<Lantern, BoxErr
     let proxy_addr = listeners.proxy.local_addr()?;
     let ack_base = format!("http://{}", listeners.admin.local_addr()?);
     let proxy = Proxy::new(config, catalog.clone(), Arc::new(ca), Arc::new(AllowAll))?;
-    let inspector = PolicyInspector::new(
-        Arc::new(engine),
-        Arc::new(policy),
-        proxy.acks.clone(),
-        &ack_base,
-    )
-    .with_limits(&proxy.config.inspect);
-    proxy.swap_rules(catalog, Arc::new(inspector));
+    let inspect = &proxy.config.inspect;
+    lantern::rules::install(&proxy, catalog, engine, policy, inspect, &ack_base);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(proxy::run(proxy.clone(), listeners, async {
         let _ = stopped.await;

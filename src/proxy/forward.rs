@@ -328,6 +328,15 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// lantern's own refusal of a request it could not inspect (fail-closed).
+fn blocked(status: StatusCode, message: String) -> Response<Body> {
+    let mut response = text_response(status, message);
+    response
+        .headers_mut()
+        .insert(DECISION_HEADER, HeaderValue::from_static("block"));
+    response
+}
+
 /// How long a request waits for room in the inspection buffer budget.
 const BUFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -421,14 +430,10 @@ async fn inspect(
                 FailMode::Open => Ok(boxed(Prefixed::new(prefix, body::from_client(rest)))),
                 FailMode::Closed => {
                     outcome.decision = Decision::Block.as_str();
-                    let mut response = text_response(
+                    Err(blocked(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("lantern: the request body is larger than the {cap}-byte inspection limit and was not sent to {}", app.name),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(DECISION_HEADER, HeaderValue::from_static("block"));
-                    Err(response)
+                    ))
                 }
             };
         }
@@ -475,14 +480,10 @@ async fn inspect(
                 }
                 FailMode::Closed => {
                     outcome.decision = Decision::Block.as_str();
-                    let mut response = text_response(
+                    Err(blocked(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("lantern: this request to {} could not be inspected and was not sent; try again, or contact your security team with the incident id", app.name),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(DECISION_HEADER, HeaderValue::from_static("block"));
-                    Err(response)
+                    ))
                 }
             };
         }

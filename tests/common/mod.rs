@@ -435,14 +435,9 @@ impl Lantern {
         let policy =
             lantern::policy::Policy::from_yaml(std::path::Path::new("policy.yaml"), policy, &known)
                 .unwrap();
-        let inspector = lantern::inspect::PolicyInspector::new(
-            Arc::new(engine),
-            Arc::new(policy),
-            proxy.acks.clone(),
-            &format!("http://{}", self.admin_addr),
-        )
-        .with_limits(&proxy.config.inspect);
-        proxy.swap_rules(catalog, Arc::new(inspector));
+        let ack_base = format!("http://{}", self.admin_addr);
+        let inspect = &proxy.config.inspect;
+        lantern::rules::install(&proxy, catalog, engine, policy, inspect, &ack_base);
     }
 
     /// A reqwest client through lantern trusting `root_pem`.
