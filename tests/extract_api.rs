@@ -1,9 +1,11 @@
 //! Behaviour of `extract` and `Extracted::rewrite` at the edges: limits,
 //! malformed bodies, redaction validation, byte-for-byte preservation.
 
+mod common;
+
 use std::io::Write;
 
-use lantern::extract::{extract, Error, Limits, Location, Redaction, Request, Role};
+use lantern::extract::{extract, Error, Limits, Location, Redaction, Role};
 
 fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
@@ -16,20 +18,7 @@ fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
     h
 }
 
-fn req<'a>(
-    host: &'a str,
-    path: &'a str,
-    headers: &'a http::HeaderMap,
-    body: &'a [u8],
-) -> Request<'a> {
-    Request {
-        host,
-        method: &http::Method::POST,
-        path,
-        headers,
-        body,
-    }
-}
+use common::extract_post as req;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

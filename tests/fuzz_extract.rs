@@ -16,7 +16,7 @@
 mod common;
 
 use base64::Engine as _;
-use lantern::extract::{extract, Error, Extracted, Limits, Location, Redaction, Request, Role};
+use lantern::extract::{extract, Error, Extracted, Limits, Location, Request, Role};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -533,21 +533,6 @@ fn write_str(s: &str, rng: &mut u64, out: &mut String) {
     out.push('"');
 }
 
-fn request<'a>(
-    host: &'a str,
-    path: &'a str,
-    headers: &'a http::HeaderMap,
-    body: &'a [u8],
-) -> Request<'a> {
-    Request {
-        host,
-        method: &http::Method::POST,
-        path,
-        headers,
-        body,
-    }
-}
-
 fn content_type(ct: &str) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
@@ -558,17 +543,7 @@ fn content_type(ct: &str) -> http::HeaderMap {
 /// segments, each `[REDACTED:d]`. Returns the rewritten body, or `None`
 /// when the rewrite was refused (segments in malformed encodings).
 fn redact_all(req: &Request<'_>, x: &Extracted) -> Result<Option<Vec<u8>>, TestCaseError> {
-    let reds: Vec<_> = x
-        .segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Redaction {
-            segment: i,
-            start: 0,
-            end: s.text.len(),
-            detector: "d",
-        })
-        .collect();
+    let reds = common::redact_whole(x);
     let rewritten = match x.rewrite(&reds) {
         Ok(r) => r,
         Err(Error::Unsupported(_)) => return Ok(None),
@@ -593,7 +568,7 @@ fn redact_all(req: &Request<'_>, x: &Extracted) -> Result<Option<Vec<u8>>, TestC
 fn check_shaped(which: usize, c: &Conversation, escapes: u64) -> Result<(), TestCaseError> {
     let s = shape(which, c, escapes);
     let headers = content_type(s.content_type);
-    let req = request(s.host, s.path, &headers, &s.body);
+    let req = common::extract_post(s.host, s.path, &headers, &s.body);
     let x = extract(&req, &Limits::default())
         .map_err(|e| TestCaseError::fail(format!("{}{}: {e}", s.host, s.path)))?;
     for (role, text) in &s.planted {
@@ -734,7 +709,7 @@ fn check_multipart(
         format!("multipart/form-data; boundary={boundary}")
     };
     let headers = content_type(&ct);
-    let req = request("example.com", "/upload", &headers, &body);
+    let req = common::extract_post("example.com", "/upload", &headers, &body);
     let limits = Limits {
         max_parts,
         ..Limits::default()
@@ -803,7 +778,7 @@ fn form_soup(max: usize) -> impl Strategy<Value = String> {
 
 fn check_form(body: &str) -> Result<(), TestCaseError> {
     let headers = content_type("application/x-www-form-urlencoded");
-    let req = request("example.com", "/", &headers, body.as_bytes());
+    let req = common::extract_post("example.com", "/", &headers, body.as_bytes());
     let x = extract(&req, &Limits::default()).map_err(|e| TestCaseError::fail(format!("{e}")))?;
     let same = x
         .rewrite(&[])

@@ -578,3 +578,33 @@ pub fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
         ..proptest::test_runner::Config::default()
     }
 }
+
+/// A POST to `host` + `path` as the extraction layer sees it.
+pub fn extract_post<'a>(
+    host: &'a str,
+    path: &'a str,
+    headers: &'a http::HeaderMap,
+    body: &'a [u8],
+) -> lantern::extract::Request<'a> {
+    lantern::extract::Request {
+        host,
+        method: &http::Method::POST,
+        path,
+        headers,
+        body,
+    }
+}
+
+/// Redactions covering every segment of `x` whole, as detector `d`.
+pub fn redact_whole(x: &lantern::extract::Extracted) -> Vec<lantern::extract::Redaction<'static>> {
+    x.segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| lantern::extract::Redaction {
+            segment: i,
+            start: 0,
+            end: s.text.len(),
+            detector: "d",
+        })
+        .collect()
+}
