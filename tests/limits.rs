@@ -172,22 +172,34 @@ async fn idle_connections_are_capped_counted_and_reaped() {
     lantern.stop().await;
 }
 
+/// Inspection buffer room for exactly one 1 MiB body.
+fn room_for_one_body(c: &mut lantern::config::Config) {
+    c.inspect.max_body_bytes = 1 << 20;
+    c.inspect.max_buffered_bytes = 1 << 20;
+}
+
+/// Starts a chat POST to an inspected app: its head, ending with `rest`
+/// (framing headers, blank line, any body bytes), and nothing more.
+async fn start_upload(lantern: &Lantern, rest: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(lantern.proxy_addr).await.unwrap();
+    let head =
+        "POST http://api.openai.com/v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n";
+    stream
+        .write_all(format!("{head}{rest}").as_bytes())
+        .await
+        .unwrap();
+    stream
+}
+
 #[tokio::test]
 async fn a_body_that_stops_arriving_frees_its_buffer_room() {
     let upstream = Upstream::start().await;
-    // Room for exactly one 1 MiB body.
     let lantern = Lantern::start_with(&upstream, |c| {
-        c.inspect.max_body_bytes = 1 << 20;
-        c.inspect.max_buffered_bytes = 1 << 20;
+        room_for_one_body(c);
         c.proxy.header_read_timeout = Duration::from_millis(500);
     })
     .await;
-    let mut hog = TcpStream::connect(lantern.proxy_addr).await.unwrap();
-    hog.write_all(
-        b"POST http://api.openai.com/v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nContent-Length: 1048576\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let mut hog = start_upload(&lantern, "Content-Length: 1048576\r\n\r\n").await;
     let reply = read_to_close(&mut hog).await;
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     let client = lantern.client(&upstream.ca.cert_pem, common::HttpVersion::H1);
@@ -199,19 +211,10 @@ async fn a_body_that_stops_arriving_frees_its_buffer_room() {
 #[tokio::test]
 async fn requests_without_a_body_never_wait_for_buffer_room() {
     let upstream = Upstream::start().await;
-    let lantern = Lantern::start_with(&upstream, |c| {
-        c.inspect.max_body_bytes = 1 << 20;
-        c.inspect.max_buffered_bytes = 1 << 20;
-    })
-    .await;
+    let lantern = Lantern::start_with(&upstream, room_for_one_body).await;
     // A chunked upload that never ends holds all the room (for the 30 s
     // header timeout, longer than the 10 s a waiting request would get).
-    let mut hog = TcpStream::connect(lantern.proxy_addr).await.unwrap();
-    hog.write_all(
-        b"POST http://api.openai.com/v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n",
-    )
-    .await
-    .unwrap();
+    let hog = start_upload(&lantern, "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n").await;
     let client = lantern.client(&upstream.ca.cert_pem, common::HttpVersion::H1);
     let resp = client
         .get("http://api.openai.com/echo")
