@@ -44,6 +44,9 @@ pub struct Metrics {
     /// Upstream failures, by kind (`connect`, `tls`, `timeout`, `reset`
     /// (a response body that broke off), `other`).
     pub upstream_errors: IntCounterVec,
+    /// `upstream_errors{kind="reset"}`, resolved once: every response body
+    /// carries it.
+    pub upstream_reset: IntCounter,
     /// Audit events written, failed writes, and events dropped on a full queue.
     pub audit: crate::audit::AuditMetrics,
     _build_info: IntGaugeVec,
@@ -197,6 +200,7 @@ impl Metrics {
             connections_refused,
             requests_refused,
             uninspected,
+            upstream_reset: upstream_errors.with_label_values(&["reset"]),
             upstream_errors,
             audit,
             _build_info: build_info,

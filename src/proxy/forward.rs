@@ -305,7 +305,7 @@ async fn exchange(
             .headers_mut()
             .insert(DECISION_HEADER, HeaderValue::from_static(outcome.decision));
     }
-    let broke_off = proxy.metrics.upstream_errors.with_label_values(&["reset"]);
+    let broke_off = proxy.metrics.upstream_reset.clone();
     let target = route.target.clone();
     let response = response.map(|body| {
         body.map_err(move |e| {
