@@ -529,4 +529,15 @@ mod tests {
         assert_eq!(parse_byte_size("lots"), None);
         assert_eq!(parse_byte_size("99999999999999999999GiB"), None);
     }
+
+    #[test]
+    fn the_buffer_budget_must_hold_one_body() {
+        let err =
+            parse("inspect:\n  max_body_bytes: 8MiB\n  max_buffered_bytes: 4MiB\n").unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].message.contains("max_buffered_bytes"), "{err}");
+        assert_eq!(err.0[0].line, 3);
+        let c = parse("inspect: {max_buffered_bytes: 1GiB}\n").unwrap();
+        assert_eq!(c.inspect.max_buffered_bytes, 1 << 30);
+    }
 }
